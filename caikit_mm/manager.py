@@ -1,0 +1,349 @@
+"""``ModelManager``: named trainers, finders and initializers, and loaded models."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Hashable
+from typing import Any, Generic, TypeVar
+
+from .config import ConfigSource, ManagerConfig, global_config, load_config
+from .errors import UnknownInstanceError
+from .model_management import REGISTRIES, ModelFinder, ModelInitializer, ModelTrainer
+from .model_management.base import ValidationContext, _Plugin
+from .modules import ModuleBase, ModuleConfig
+from .registry import BUILTIN, PluginRegistry
+
+log = logging.getLogger(__name__)
+
+P = TypeVar("P", bound=_Plugin)
+
+
+class _Factory(Generic[P]):
+    """The named instances of one role, built once each on first use."""
+
+    def __init__(
+        self, manager: ModelManager, role: str, config: ManagerConfig
+    ) -> None:
+        self._manager = manager
+        self.role = role
+        self._config = config
+        self._registry: PluginRegistry[P] = REGISTRIES[role]  # type: ignore[assignment]
+        self._instances: dict[str, P] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return sorted(self._config.section(self.role))
+
+    def get(self, name: str | P | None) -> P:
+        """Return the instance called ``name`` ("default" for ``None``), or ``name``
+        itself when it is already an instance of the role."""
+        if name is None:
+            name = "default"
+        elif not isinstance(name, str):
+            return self._check_instance(name)
+        instance = self._instances.get(name)
+        if instance is None:
+            with self._lock:
+                instance = self._instances.get(name)
+                if instance is None:
+                    instance = self._instances[name] = self._build(name)
+        return instance
+
+    def built(self) -> list[P]:
+        with self._lock:
+            return list(self._instances.values())
+
+    def _check_instance(self, candidate: Any) -> P:
+        if isinstance(candidate, self._registry.base):
+            return candidate  # type: ignore[return-value]
+        raise TypeError(
+            f"{self.role} must be an instance name or a {self._registry.base.__name__}, "
+            f"got {type(candidate).__name__}: {candidate!r:.60}. Pass one of: "
+            f"{', '.join(self.names())}."
+        )
+
+    def _build(self, name: str) -> P:
+        section = self._config.section(self.role)
+        if name not in section:
+            raise UnknownInstanceError(self.role, name, section)
+        type_name, config = self._config.instance(self.role, name)
+        cls = self._registry.get(type_name)
+        if self._registry.source_of(type_name) != BUILTIN:
+            key_path = f"model_management.{self.role}s.{name}"
+            context = ValidationContext(
+                f"{key_path}.config",
+                self._config.source_of(key_path),
+                self._config.data["model_management"],
+            )
+            cls.validate_config(config, context)
+        instance = cls(dict(config), name)
+        instance.attach(self._manager)
+        log.debug("Built %s %r of type %s", self.role, name, type_name)
+        return instance
+
+
+class _Pending:
+    """A load in progress that other threads asking for the same model wait on."""
+
+    __slots__ = ("done", "model", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.model: Any = None
+        self.error: BaseException | None = None
+
+
+class ModelManager:
+    """Train, find and initialize models through named, configured plugins.
+
+    Args:
+        config: A mapping or the path of a YAML file, merged over the packaged
+            defaults, ``CAIKIT_MM_CONFIG_FILES`` and environment variables. With
+            ``None`` the manager uses the process-wide configuration. A manager's
+            own config never changes the process-wide one.
+
+    Raises:
+        ConfigError: The configuration is invalid.
+    """
+
+    def __init__(self, config: ConfigSource | ManagerConfig | None = None) -> None:
+        if config is None:
+            self.config = global_config()
+        elif isinstance(config, ManagerConfig):
+            self.config = config
+        else:
+            self.config = load_config(config)
+        self._trainers: _Factory[ModelTrainer] = _Factory(self, "trainer", self.config)
+        self._finders: _Factory[ModelFinder] = _Factory(self, "finder", self.config)
+        self._initializers: _Factory[ModelInitializer] = _Factory(
+            self, "initializer", self.config
+        )
+        self._lock = threading.Lock()
+        self._models: dict[Hashable, Any] = {}
+        self._aliases: dict[Hashable, Any] = {}
+        self._alias_keys: dict[Hashable, list[Hashable]] = {}
+        self._pending: dict[Hashable, _Pending] = {}
+
+    # Named instances ----------------------------------------------------------
+
+    def get_finder(self, name: str | ModelFinder | None = None) -> ModelFinder:
+        """Return the finder called ``name`` ("default" for ``None``).
+
+        Raises:
+            UnknownInstanceError: No finder of that name is configured.
+        """
+        return self._finders.get(name)
+
+    def get_initializer(
+        self, name: str | ModelInitializer | None = None
+    ) -> ModelInitializer:
+        """Return the initializer called ``name`` ("default" for ``None``)."""
+        return self._initializers.get(name)
+
+    def get_trainer(self, name: str | ModelTrainer | None = None) -> ModelTrainer:
+        """Return the trainer called ``name`` ("default" for ``None``)."""
+        return self._trainers.get(name)
+
+    # Loading ------------------------------------------------------------------
+
+    def find(
+        self, model_path: Any, *, finder: str | ModelFinder | None = None, **kwargs: Any
+    ) -> ModuleConfig:
+        """Locate a model and return its ``ModuleConfig`` without initializing it.
+
+        Raises:
+            ModelNotFoundError: The finder cannot locate the model.
+            ModelFormatError: The model's ``config.yml`` is invalid.
+        """
+        return self.get_finder(finder).find_model(model_path, **kwargs)
+
+    def initialize(
+        self,
+        module_config: ModuleConfig,
+        *,
+        initializer: str | ModelInitializer | None = None,
+        **kwargs: Any,
+    ) -> ModuleBase:
+        """Initialize the model that ``module_config`` describes, without caching."""
+        return self.get_initializer(initializer).init(module_config, **kwargs)
+
+    def load(
+        self,
+        model_path: Any,
+        *,
+        finder: str | ModelFinder | None = None,
+        initializer: str | ModelInitializer | None = None,
+        cache: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Find a model, initialize it and return it ready for inference.
+
+        Loaded models are kept by the finder's resolved identity of
+        ``model_path``, the finder, the initializer and ``kwargs``: a second call
+        returns the same object, and concurrent calls for one model share a
+        single initialization. A failed load is not kept.
+
+        Args:
+            model_path: What the finder locates: a folder, an archive, a URL.
+            finder: Finder instance name or instance; ``None`` means "default".
+            initializer: Initializer instance name or instance; ``None`` means
+                "default".
+            cache: ``False`` loads a new copy and keeps nothing.
+            **kwargs: Passed to the finder and to the initializer.
+
+        Raises:
+            UnknownInstanceError: ``finder`` or ``initializer`` is not configured.
+            ModelNotFoundError: The finder cannot locate the model.
+            ModuleNotRegisteredError: No installed library provides the module.
+        """
+        alias: Hashable | None = None
+        # Fast path: an absolute path or URL seen before maps straight to its model.
+        # Other identifiers may depend on the working directory or a finder's
+        # base path, so they are resolved first.
+        if cache and type(model_path) is str and (
+            model_path[:1] == "/" or "://" in model_path
+        ):
+            alias = (model_path, finder, initializer, *kwargs.items())
+            try:
+                model = self._aliases.get(alias)
+            except TypeError:
+                alias = model = None
+            if model is not None:
+                return model
+        finder_obj = self.get_finder(finder)
+        initializer_obj = self.get_initializer(initializer)
+        key = self._cache_key(model_path, finder_obj, initializer_obj, kwargs, cache)
+        if key is None:
+            return self._load_now(model_path, finder_obj, initializer_obj, kwargs)
+        return self._load_shared(
+            key, alias, model_path, finder_obj, initializer_obj, kwargs
+        )
+
+    def unload(
+        self,
+        model_path: Any,
+        *,
+        finder: str | ModelFinder | None = None,
+        initializer: str | ModelInitializer | None = None,
+        **kwargs: Any,
+    ) -> bool:
+        """Drop a loaded model from the cache and release what it holds.
+
+        Returns:
+            Whether a model was loaded under these arguments.
+        """
+        finder_obj = self.get_finder(finder)
+        initializer_obj = self.get_initializer(initializer)
+        key = self._cache_key(model_path, finder_obj, initializer_obj, kwargs, True)
+        with self._lock:
+            model = self._models.pop(key, None) if key is not None else None
+            for alias in self._alias_keys.pop(key, []):
+                self._aliases.pop(alias, None)
+        if model is None:
+            return False
+        initializer_obj.release(model)
+        log.info("Unloaded model %r", model_path)
+        return True
+
+    def loaded_models(self) -> list[Any]:
+        """List the models this manager holds in its cache."""
+        with self._lock:
+            return list(self._models.values())
+
+    def _cache_key(
+        self,
+        model_path: Any,
+        finder: ModelFinder,
+        initializer: ModelInitializer,
+        kwargs: dict[str, Any],
+        cache: bool,
+    ) -> Hashable | None:
+        if not cache:
+            return None
+        path_key = finder.cache_key(model_path, **kwargs)
+        if path_key is None:
+            return None
+        key = (path_key, finder, initializer, *sorted(kwargs.items()))
+        try:
+            hash(key)
+        except TypeError:
+            log.debug("Not caching %r: keyword arguments are not hashable", model_path)
+            return None
+        return key
+
+    def _load_shared(
+        self,
+        key: Hashable,
+        alias: Hashable | None,
+        model_path: Any,
+        finder: ModelFinder,
+        initializer: ModelInitializer,
+        kwargs: dict[str, Any],
+    ) -> Any:
+        with self._lock:
+            model = self._models.get(key)
+            if model is not None:
+                self._add_alias(key, alias, model)
+                return model
+            pending = self._pending.get(key)
+            owner = pending is None
+            if pending is None:
+                pending = self._pending[key] = _Pending()
+        if not owner:
+            pending.done.wait()
+            if pending.error is not None:
+                raise pending.error
+            return pending.model
+        try:
+            pending.model = self._load_now(model_path, finder, initializer, kwargs)
+        except BaseException as exc:
+            pending.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._pending[key]
+                if pending.error is None:
+                    self._models[key] = pending.model
+                    self._add_alias(key, alias, pending.model)
+            pending.done.set()
+        return pending.model
+
+    def _add_alias(self, key: Hashable, alias: Hashable | None, model: Any) -> None:
+        if alias is not None and alias not in self._aliases:
+            self._aliases[alias] = model
+            self._alias_keys.setdefault(key, []).append(alias)
+
+    def _load_now(
+        self,
+        model_path: Any,
+        finder: ModelFinder,
+        initializer: ModelInitializer,
+        kwargs: dict[str, Any],
+    ) -> Any:
+        start = time.perf_counter()
+        module_config = finder.find_model(model_path, **kwargs)
+        log.debug(
+            "Finder %r found module %r at %s",
+            finder.instance_name,
+            module_config.module_id,
+            module_config.model_path,
+        )
+        model = initializer.init(module_config, **kwargs)
+        log.info(
+            "Loaded model %s (module %s) with finder %r and initializer %r in %.1f ms",
+            module_config.model_path or _describe_path(model_path),
+            module_config.module_id,
+            finder.instance_name,
+            initializer.instance_name,
+            (time.perf_counter() - start) * 1000,
+        )
+        return model
+
+
+def _describe_path(model_path: Any) -> str:
+    if isinstance(model_path, (bytes, bytearray)):
+        return f"<{len(model_path)} bytes>"
+    return repr(model_path)[:120]
+

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install caikit_mm with every test extra into .venv, then run the test suite.
+# PyTorch's CPU build is installed first, so that no GPU build is downloaded.
+# pytest's exit status passes through: 5 (no tests collected) fails too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install --quiet --upgrade pip
+.venv/bin/pip install --quiet torch==2.13.0
+.venv/bin/pip install --quiet -e ".[test]" ./examples/iris_library ./examples/catalog_finder
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,36 @@
+"""Shared test fixtures: caikit model folders saved by another project, and
+configurations that do not depend on the process-wide one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CAIKIT_FIXTURES = Path(
+    os.environ.get("CAIKIT_MM_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures" / "caikit")
+)
+
+
+@pytest.fixture
+def caikit_fixtures() -> Path:
+    """Folder of caikit-format models, read in place; skip where it is absent."""
+    if not CAIKIT_FIXTURES.is_dir():
+        pytest.skip(
+            f"caikit model fixtures not found at {CAIKIT_FIXTURES}; they sit beside "
+            "the repository in CI (set CAIKIT_MM_FIXTURES to point elsewhere)"
+        )
+    return CAIKIT_FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Keep a developer's own config files and overrides out of every test."""
+    monkeypatch.delenv("CAIKIT_MM_CONFIG_FILES", raising=False)
+    for name in list(os.environ):
+        if name.startswith("MODEL_MANAGEMENT"):
+            monkeypatch.delenv(name)
+    yield
