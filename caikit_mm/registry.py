@@ -164,6 +164,20 @@ class PluginRegistry(Generic[T]):
                 if e.import_error is not None
             }
 
+    def refresh(self) -> None:
+        """Forget entry points read so far and read them again on next use.
+
+        Call it after installing or removing a plugin distribution in a running
+        process. Built-in and programmatically registered types stay.
+        """
+        with self._lock:
+            self._entries = {
+                name: _Entry(e.name, e.source, e.target, e.cls)
+                for name, e in self._entries.items()
+                if e.source in (BUILTIN, "registered")
+            }
+            self._scanned = False
+
     def _find_entry(self, type_name: str) -> _Entry:
         entry = self._entries.get(type_name)
         if entry is None or not self._scanned:

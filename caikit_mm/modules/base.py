@@ -159,13 +159,20 @@ class ModuleRegistry:
             signature = self._signatures[cls] = _LoadSignature(cls.load)
         return signature
 
-    def load_libraries(self) -> dict[str, str]:
+    def load_libraries(self, reload: bool = False) -> dict[str, str]:
         """Import every module library advertised in ``caikit_mm.modules``, once.
 
+        Args:
+            reload: Read the entry points again, for libraries installed since.
+
         Returns:
-            Library entry point names mapped to their import status.
+            Library labels (name, target and distribution) mapped to ``"ok"`` or
+            the import error.
         """
         with self._lock:
+            if reload:
+                self._libraries_loaded = False
+                self._libraries.clear()
             if not self._libraries_loaded:
                 self._libraries_loaded = True
                 self._import_libraries()
@@ -214,7 +221,8 @@ def module(
         base_module: Another registered module that this class implements for
             ``backend_type``, sharing its module id.
         supported_load_backends: Backend types whose saved artifacts this class
-            can load; ``[backend_type]`` by default.
+            can load. By default, ``backend_type`` plus, with ``base_module``, the
+            backends that the base module loads.
 
     Raises:
         ModuleRegistrationError: The class is not a ``ModuleBase``, the id is
@@ -227,11 +235,24 @@ def module(
         cls.MODULE_NAME = name or (base_module.MODULE_NAME if base_module else cls.__name__)
         cls.MODULE_VERSION = version
         cls.BACKEND_TYPE = backend_type
-        cls.SUPPORTED_LOAD_BACKENDS = tuple(supported_load_backends or (backend_type,))
+        cls.SUPPORTED_LOAD_BACKENDS = _load_backends(
+            backend_type, base_module, supported_load_backends
+        )
         MODULE_REGISTRY.add(cls)
         return cls
 
     return decorate
+
+
+def _load_backends(
+    backend_type: str,
+    base_module: type[ModuleBase] | None,
+    supported: Iterable[str] | None,
+) -> tuple[str, ...]:
+    if supported is not None:
+        return tuple(supported)
+    inherited = base_module.SUPPORTED_LOAD_BACKENDS if base_module else ()
+    return tuple(dict.fromkeys((backend_type, *inherited)))
 
 
 def _resolve_id(
