@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create the virtual environment that holds caikit 0.29.1, the baseline that the
+# Create the virtual environment that contains caikit 0.29.1, the baseline that the
 # benchmarks compare caikit_mm against. caikit is never a dependency of caikit_mm.
 #
 # Usage: benchmarks/setup_caikit_env.sh [VENV_DIR]

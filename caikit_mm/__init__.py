@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any
+
+# typing costs more to import than the rest of this file; type checkers treat
+# this name as typing.TYPE_CHECKING.
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
@@ -57,6 +60,8 @@ _EXPORTS.update({name: "caikit_mm.errors" for name in _ERRORS})
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .config import load_config
     from .errors import *  # noqa: F403
     from .manager import ModelManager

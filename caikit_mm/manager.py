@@ -85,14 +85,24 @@ class _Factory(Generic[P]):
 
 
 class _Pending:
-    """A load in progress that other threads asking for the same model wait on."""
+    """A load in progress that other threads asking for the same model wait on.
 
-    __slots__ = ("done", "model", "error")
+    The owner holds ``lock`` from creation until the load ends; a waiter
+    acquires and releases it to wait. A plain lock is cheaper to create than an
+    Event, and one is created per load.
+    """
+
+    __slots__ = ("lock", "model", "error")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.lock.acquire()
         self.model: Any = None
         self.error: BaseException | None = None
+
+    def wait(self) -> None:
+        with self.lock:
+            pass
 
 
 class ModelManager:
@@ -265,6 +275,8 @@ class ModelManager:
         path_key = finder.cache_key(model_path, **kwargs)
         if path_key is None:
             return None
+        if not kwargs:
+            return (path_key, finder, initializer)
         key = (path_key, finder, initializer, *sorted(kwargs.items()))
         try:
             hash(key)
@@ -292,7 +304,7 @@ class ModelManager:
             if pending is None:
                 pending = self._pending[key] = _Pending()
         if not owner:
-            pending.done.wait()
+            pending.wait()
             if pending.error is not None:
                 raise pending.error
             return pending.model
@@ -307,7 +319,7 @@ class ModelManager:
                 if pending.error is None:
                     self._models[key] = pending.model
                     self._add_alias(key, alias, pending.model)
-            pending.done.set()
+            pending.lock.release()
         return pending.model
 
     def _add_alias(self, key: Hashable, alias: Hashable | None, model: Any) -> None:
@@ -324,21 +336,17 @@ class ModelManager:
     ) -> Any:
         start = time.perf_counter()
         module_config = finder.find_model(model_path, **kwargs)
-        log.debug(
-            "Finder %r found module %r at %s",
-            finder.instance_name,
-            module_config.module_id,
-            module_config.model_path,
-        )
         model = initializer.init(module_config, **kwargs)
-        log.info(
-            "Loaded model %s (module %s) with finder %r and initializer %r in %.1f ms",
-            module_config.model_path or _describe_path(model_path),
-            module_config.module_id,
-            finder.instance_name,
-            initializer.instance_name,
-            (time.perf_counter() - start) * 1000,
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "Loaded model %s (module %s) with finder %r and initializer %r "
+                "in %.1f ms",
+                module_config.model_path or _describe_path(model_path),
+                module_config.module_id,
+                finder.instance_name,
+                initializer.instance_name,
+                (time.perf_counter() - start) * 1000,
+            )
         return model
 
 

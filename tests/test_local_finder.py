@@ -55,14 +55,27 @@ def test_load_path_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert manager("~/base").find("m").model_path == str(folder)
 
 
-def test_symlinks_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    folder = make_model(tmp_path / "real" / "m")
-    (tmp_path / "absolute-link").symlink_to(folder)
+def test_symlinks_resolve(tmp_path: Path) -> None:
+    make_model(tmp_path / "real" / "m", "through-link")
+    (tmp_path / "absolute-link").symlink_to(tmp_path / "real" / "m")
     links = tmp_path / "links"
     links.mkdir()
     (links / "relative-link").symlink_to(Path("..") / "real" / "m")
-    assert manager().find(tmp_path / "absolute-link").model_path == str(folder)
-    assert manager().find(links / "relative-link").model_path == str(folder)
+    found = manager().find(tmp_path / "absolute-link")
+    assert found.module_id == "through-link"
+    assert found.model_path == str(tmp_path / "absolute-link")
+    assert manager().find(links / "relative-link").module_id == "through-link"
+
+
+def test_dotdot_after_symlink_follows_link(tmp_path: Path) -> None:
+    make_model(tmp_path / "real" / "m", "beside-target")
+    (tmp_path / "deep" / "inner").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "deep" / "inner")
+    make_model(tmp_path / "deep" / "m", "beside-link-target")
+    # The OS resolves "link/.." to "deep", not to tmp_path as a lexical join would.
+    found = manager().find(f"{tmp_path}/link/../m")
+    assert found.module_id == "beside-link-target"
+    assert found.model_path == str(tmp_path / "deep" / "m")
 
 
 @pytest.mark.parametrize("name", ["with space", "人工智能 模型", "ünïcödé"])

@@ -92,6 +92,13 @@ def test_relative_and_absolute_share_model(
     assert LOADS["relative"] == 1
 
 
+def test_symlink_shares_model(tmp_path: Path, manager: ModelManager) -> None:
+    folder = make_model(tmp_path, "linked")
+    (tmp_path / "link").symlink_to(folder)
+    assert manager.load(str(tmp_path / "link")) is manager.load(str(folder))
+    assert LOADS["linked"] == 1
+
+
 def test_identity_includes_finder_and_kwargs(tmp_path: Path, manager: ModelManager) -> None:
     folder = make_model(tmp_path, "identity")
     base = manager.load(folder)

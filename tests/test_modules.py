@@ -68,7 +68,7 @@ def test_bad_config_yml_is_rejected(tmp_path: Path, text: str, message: str) -> 
 
 
 def test_load_without_config_yml(tmp_path: Path) -> None:
-    with pytest.raises(ModelNotFoundError, match="No config.yml in model folder"):
+    with pytest.raises(ModelNotFoundError, match="holds no config.yml"):
         ModuleConfig.load(tmp_path)
 
 

@@ -41,7 +41,7 @@ def write_model_folder(path: Path, value: int = 1) -> None:
 
 
 @caikit.module(id=MODULE_ID, name=MODULE_NAME, version=MODULE_VERSION)
-class TrivialModule(ModuleBase):
+class TrivialModule(ModuleBase):  # type: ignore[misc]  # caikit has no type hints
     """Module whose only state is one integer stored in config.yml."""
 
     def __init__(self, value: int = 1) -> None:

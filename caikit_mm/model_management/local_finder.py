@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
+import threading
 from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar
 
@@ -29,6 +31,7 @@ class LocalModelFinder(ModelFinder):
         super().__init__(config, instance_name)
         load_path = config.get("load_path") or ""
         self._load_path = os.path.expanduser(load_path) if load_path else ""
+        self._last_stat = threading.local()
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any], context: ValidationContext) -> None:
@@ -50,35 +53,58 @@ class LocalModelFinder(ModelFinder):
         """
         folder = self.resolve(model_path)
         log.debug("Finder %r reading %s", self.instance_name, folder)
-        return ModuleConfig.load(folder)
+        try:
+            return ModuleConfig.load(folder)
+        except ModelNotFoundError as exc:
+            exc.finder = self.instance_name
+            raise
 
     def cache_key(self, model_path: Any, **kwargs: Any) -> Hashable | None:
+        """Return the folder's device and inode, the same for every path to it."""
         try:
-            return self.resolve(model_path)
+            found = self._stat(model_path)
         except ModelNotFoundError:
             return None
+        # The manager calls find_model next in this thread; keep the result for it.
+        self._last_stat.value = (model_path, found)
+        return None if found[1] is None else ("inode", found[1].st_dev, found[1].st_ino)
 
     def resolve(self, model_path: Any) -> str:
-        """Return the real path of the model folder named by ``model_path``.
+        """Return the absolute path of the model folder named by ``model_path``.
 
         Raises:
-            ModelNotFoundError: No candidate path exists, or it is not a folder
-                holding ``config.yml``.
+            ModelNotFoundError: No candidate path exists, or it is a file.
         """
-        candidates = self._candidates(model_path)
-        for candidate in candidates:
-            if os.path.exists(candidate):
-                return self._check_folder(model_path, os.path.realpath(candidate))
-        tried = ", ".join(repr(c) for c in candidates)
+        last = getattr(self._last_stat, "value", None)
+        self._last_stat.value = None
+        found = last[1] if last is not None and last[0] is model_path else None
+        if found is None:
+            found = self._stat(model_path)
+        path, status = found
+        if status is not None:
+            return self._check_folder(model_path, _absolute(path), status)
         raise ModelNotFoundError(
             f"Model {os.fspath(model_path)!r} not found by finder "
-            f"{self.instance_name!r} ({self.name}); tried {tried}. Check the path, "
+            f"{self.instance_name!r} ({self.name}); tried {path}. Check the path, "
             "or set load_path in the finder's config for relative paths.",
             model_path=model_path,
             finder=self.instance_name,
         )
 
+    def _stat(self, model_path: Any) -> tuple[str, os.stat_result | None]:
+        """Return the first candidate path that exists and its status, or the
+        list of candidates tried and ``None``."""
+        candidates = self._candidates(model_path)
+        for candidate in candidates:
+            try:
+                return candidate, os.stat(candidate)
+            except OSError:
+                continue
+        return ", ".join(repr(c) for c in candidates), None
+
     def _candidates(self, model_path: Any) -> list[str]:
+        if type(model_path) is str and model_path[:1] == "/":
+            return [model_path]
         if not isinstance(model_path, (str, os.PathLike)):
             raise ModelNotFoundError(
                 f"Finder {self.instance_name!r} ({self.name}) takes a folder path, "
@@ -96,19 +122,20 @@ class LocalModelFinder(ModelFinder):
             candidates.append(in_cwd)
         return candidates
 
-    def _check_folder(self, model_path: Any, folder: str) -> str:
-        if not os.path.isdir(folder):
+    def _check_folder(self, model_path: Any, folder: str, status: os.stat_result) -> str:
+        if not stat.S_ISDIR(status.st_mode):
             raise ModelNotFoundError(
                 f"Model path {os.fspath(model_path)!r} ({folder}) is a file, not a "
                 f"model folder. Pass the folder that holds {CONFIG_FILE}.",
                 model_path=model_path,
                 finder=self.instance_name,
             )
-        if not os.path.isfile(os.path.join(folder, CONFIG_FILE)):
-            raise ModelNotFoundError(
-                f"Folder {folder!r} exists but holds no {CONFIG_FILE}, so it is not a "
-                f"saved model. Pass the folder that holds the model's {CONFIG_FILE}.",
-                model_path=model_path,
-                finder=self.instance_name,
-            )
         return folder
+
+
+def _absolute(path: str) -> str:
+    # Lexical normalization is exact unless a ".." follows a symlink, so only
+    # such paths pay for resolving every component.
+    if ".." in path and ".." in path.split(os.sep):
+        return os.path.realpath(path)
+    return os.path.abspath(path)

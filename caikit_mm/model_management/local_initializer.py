@@ -73,8 +73,9 @@ class LocalModelInitializer(ModelInitializer):
         }
 
     def _select(self, module_config: ModuleConfig) -> tuple[type[ModuleBase], BackendBase]:
-        source = _source(module_config)
-        implementations = MODULE_REGISTRY.implementations(module_config.module_id, source)
+        implementations = MODULE_REGISTRY.implementations(
+            module_config.module_id, module_config.model_path or ""
+        )
         model_backend = module_config.get("model_backend") or LOCAL_BACKEND
         for index, (backend_type, _) in enumerate(self._priority):
             cls = implementations.get(backend_type)
@@ -82,7 +83,7 @@ class LocalModelInitializer(ModelInitializer):
                 return cls, self._backend(index)
         raise NoMatchingBackendError(
             f"No backend can load module {module_config.module_id!r} saved by backend "
-            f"{model_backend!r} (from {source}). Initializer {self.instance_name!r} "
+            f"{model_backend!r} (from {_source(module_config)}). Initializer {self.instance_name!r} "
             f"tries backends {[t for t, _ in self._priority]}; the module has "
             + ", ".join(
                 f"{b} (loads {list(c.SUPPORTED_LOAD_BACKENDS)})"

@@ -122,8 +122,14 @@ class ModuleRegistry:
                 )
             implementations[cls.BACKEND_TYPE] = cls
 
-    def implementations(self, module_id: str, source: str = "") -> dict[str, type[ModuleBase]]:
+    def implementations(
+        self, module_id: str, source: str = ""
+    ) -> dict[str, type[ModuleBase]]:
         """Return the implementations of ``module_id`` by backend type.
+
+        Args:
+            module_id: The id to look up.
+            source: The model folder or file the id came from, for the error.
 
         Raises:
             ModuleNotRegisteredError: Not registered, even after importing the
@@ -136,6 +142,8 @@ class ModuleRegistry:
         found = self._modules.get(module_id)
         if found:
             return found
+        if source and not source.endswith(".yml"):
+            source = os.path.join(source, "config.yml")
         raise ModuleNotRegisteredError(module_id, self._libraries, source)
 
     def get(self, module_id: str, backend_type: str = LOCAL_BACKEND) -> type[ModuleBase]:

@@ -137,8 +137,8 @@ class ModuleConfig(AttrDict):
             from ..errors import ModelNotFoundError
 
             raise ModelNotFoundError(
-                f"No {CONFIG_FILE} in model folder {folder!r}. A model folder must "
-                f"hold the {CONFIG_FILE} its module saved; check the path.",
+                f"Folder {folder!r} holds no {CONFIG_FILE}, so it is not a saved "
+                f"model. Pass the folder that holds the model's {CONFIG_FILE}.",
                 model_path=folder,
             ) from None
         return cls(_parse(text, config_file), folder, source=config_file)
