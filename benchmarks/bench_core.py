@@ -51,7 +51,9 @@ class Trivial(ModuleBase):
         self.value = value
 
     @classmethod
-    def load(cls, model_path: str, module_config: ModuleConfig | None = None) -> Trivial:
+    def load(
+        cls, model_path: str, module_config: ModuleConfig | None = None
+    ) -> Trivial:
         cls.load_calls += 1
         config = module_config or ModuleConfig.load(model_path)
         return cls(config["value"])
@@ -95,7 +97,10 @@ def measure_import(runs: int) -> dict[str, Any]:
 
     def rss(code: str) -> float:
         output = subprocess.run(
-            [sys.executable, "-c", RSS_PROBE, code], check=True, capture_output=True, text=True
+            [sys.executable, "-c", RSS_PROBE, code],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         return int(output.strip()) / 1024
 
@@ -136,7 +141,11 @@ def measure_cached(root: Path, calls: int) -> dict[str, Any]:
         for _ in range(calls):
             manager.load(path)
         rounds.append((time.perf_counter_ns() - start) / calls)
-    return {"calls_per_round": calls, "rounds": 7, "cached_load_us": statistics.median(rounds) / 1000}
+    return {
+        "calls_per_round": calls,
+        "rounds": 7,
+        "cached_load_us": statistics.median(rounds) / 1000,
+    }
 
 
 def measure_bulk(root: Path, repetitions: int) -> dict[str, Any]:
@@ -169,14 +178,12 @@ def measure_same_model(root: Path, repetitions: int) -> dict[str, Any]:
         manager = ModelManager()
         before = Trivial.load_calls
         barrier = threading.Barrier(THREADS)
-
-        def load(_: int) -> Any:
-            barrier.wait()
-            return manager.load(path)
-
         start = time.perf_counter_ns()
         with ThreadPoolExecutor(THREADS) as pool:
-            models = list(pool.map(load, range(THREADS)))
+            loads = [
+                pool.submit(_load_after, barrier, manager, path) for _ in range(THREADS)
+            ]
+            models = [future.result() for future in loads]
         times.append(time.perf_counter_ns() - start)
         load_runs.append(Trivial.load_calls - before)
         assert all(m is models[0] for m in models)
@@ -186,6 +193,11 @@ def measure_same_model(root: Path, repetitions: int) -> dict[str, Any]:
         "total_ms": statistics.median(times) / 1e6,
         "module_load_runs": max(load_runs),
     }
+
+
+def _load_after(barrier: threading.Barrier, manager: ModelManager, path: str) -> Any:
+    barrier.wait()
+    return manager.load(path)
 
 
 def run_caikit(python: str, quick: bool) -> dict[str, Any]:

@@ -95,7 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         message = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"caikit-mm {args.command}: {type(exc).__name__}: {message}", file=sys.stderr)
+        print(
+            f"caikit-mm {args.command}: {type(exc).__name__}: {message}",
+            file=sys.stderr,
+        )
         return 1
 
 
@@ -152,7 +155,7 @@ def _parse_run(text: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise ValueError(
             f"--run must be a JSON object of keyword arguments, got {text!r:.80}; "
-            'for example --run \'{"inputs": [[1, 2]]}\'.'
+            "for example --run '{\"inputs\": [[1, 2]]}'."
         )
     return value
 
@@ -180,8 +183,11 @@ def _find(args: argparse.Namespace) -> int:
 def _plugins(args: argparse.Namespace) -> int:
     from .model_management import REGISTRIES
     from .modules import BACKENDS, MODULE_REGISTRY
+    from .registry import PluginRegistry
 
-    registries = {f"{role}s": registry for role, registry in REGISTRIES.items()}
+    registries: dict[str, PluginRegistry[Any]] = {
+        f"{role}s": registry for role, registry in REGISTRIES.items()
+    }
     registries["backends"] = BACKENDS
     result: dict[str, Any] = {
         role: [

@@ -79,7 +79,9 @@ class ConfigError(CaikitMMError, ValueError):
             )
             if part
         )
-        super().__init__(f"Invalid configuration {where}: {message}" if where else message)
+        super().__init__(
+            f"Invalid configuration {where}: {message}" if where else message
+        )
 
 
 class UnknownInstanceError(CaikitMMError, LookupError):
@@ -178,7 +180,9 @@ class ModelNotFoundError(CaikitMMError, FileNotFoundError):
         finder: Name of the finder instance that looked.
     """
 
-    def __init__(self, message: str, *, model_path: object = None, finder: str = "") -> None:
+    def __init__(
+        self, message: str, *, model_path: object = None, finder: str = ""
+    ) -> None:
         self.model_path = model_path
         self.finder = finder
         super().__init__(message)
@@ -206,7 +210,9 @@ class UnsafeArchiveError(ArchiveError):
         entry: The archive member name that was rejected.
     """
 
-    def __init__(self, message: str, *, path: str | Path | None = None, entry: str = "") -> None:
+    def __init__(
+        self, message: str, *, path: str | Path | None = None, entry: str = ""
+    ) -> None:
         self.entry = entry
         super().__init__(message, path=path)
 
@@ -214,7 +220,9 @@ class UnsafeArchiveError(ArchiveError):
 class ModuleNotRegisteredError(CaikitMMError, LookupError):
     """A module id that no installed module library registers."""
 
-    def __init__(self, module_id: object, libraries: Iterable[str], source: str = "") -> None:
+    def __init__(
+        self, module_id: object, libraries: Iterable[str], source: str = ""
+    ) -> None:
         self.module_id = module_id
         self.libraries = sorted(libraries)
         origin = f" (from {source})" if source else ""

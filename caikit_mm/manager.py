@@ -29,7 +29,7 @@ class _Factory(Generic[P]):
         self._manager = manager
         self.role = role
         self._config = config
-        self._registry: PluginRegistry[P] = REGISTRIES[role]  # type: ignore[assignment]
+        self._registry: PluginRegistry[P] = REGISTRIES[role]
         self._instances: dict[str, P] = {}
         self._lock = threading.Lock()
 
@@ -57,7 +57,7 @@ class _Factory(Generic[P]):
 
     def _check_instance(self, candidate: Any) -> P:
         if isinstance(candidate, self._registry.base):
-            return candidate  # type: ignore[return-value]
+            return candidate  # type: ignore[no-any-return]
         raise TypeError(
             f"{self.role} must be an instance name or a {self._registry.base.__name__}, "
             f"got {type(candidate).__name__}: {candidate!r:.60}. Pass one of: "

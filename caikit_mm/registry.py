@@ -16,7 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
-from .errors import PluginConflictError, PluginError, PluginImportError, UnknownTypeError
+from .errors import (
+    PluginConflictError,
+    PluginError,
+    PluginImportError,
+    UnknownTypeError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +69,7 @@ class PluginRegistry(Generic[T]):
     """
 
     def __init__(
-        self, role: str, group: str, base: type[T], builtins: Mapping[str, str]
+        self, role: str, group: str, base: type[Any], builtins: Mapping[str, str]
     ) -> None:
         self.role = role
         self.group = group

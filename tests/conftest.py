@@ -11,7 +11,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CAIKIT_FIXTURES = Path(
-    os.environ.get("CAIKIT_MM_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures" / "caikit")
+    os.environ.get(
+        "CAIKIT_MM_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures" / "caikit"
+    )
 )
 
 

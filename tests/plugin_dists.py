@@ -29,7 +29,9 @@ def make_distribution(
     for group, entries in entry_points.items():
         lines.append(f"[{group}]")
         lines.extend(f"{key} = {target}" for key, target in entries.items())
-    (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (dist_info / "entry_points.txt").write_text(
+        "\n".join(lines) + "\n", encoding="utf-8"
+    )
     for filename, source in (modules or {}).items():
         (site / filename).write_text(source, encoding="utf-8")
     return site

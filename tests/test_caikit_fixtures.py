@@ -32,7 +32,11 @@ def test_every_fixture_folder_loads(caikit_fixtures: Path) -> None:
 def test_every_fixture_module_id_is_covered(caikit_fixtures: Path) -> None:
     ids = set()
     for folder in model_folders(caikit_fixtures):
-        ids.add(yaml.safe_load((folder / "config.yml").read_text(encoding="utf-8"))["module_id"])
+        ids.add(
+            yaml.safe_load((folder / "config.yml").read_text(encoding="utf-8"))[
+                "module_id"
+            ]
+        )
     assert ids <= set(FIXTURE_MODULE_IDS)
 
 
@@ -41,7 +45,9 @@ def test_dummy_module_keys_reach_module(caikit_fixtures: Path) -> None:
     assert model.config.utf_text == "人工智能"
     assert model.config.predict.aggregation_methods == ["one", "two", "three"]
     assert model.config.train.optim_method == "Rprop"
-    with open(caikit_fixtures / "dummy_module" / "data.json", encoding="utf-8") as stream:
+    with open(
+        caikit_fixtures / "dummy_module" / "data.json", encoding="utf-8"
+    ) as stream:
         assert model.data == json.load(stream)
 
 

@@ -83,9 +83,9 @@ def test_plugins_lists_sources_and_failures(cli_env: dict[str, str]) -> None:
 def test_config_prints_and_validates(cli_env: dict[str, str], tmp_path: Path) -> None:
     result = run_cli(cli_env, "config")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["model_management"]["finders"]["default"]["type"] == (
-        "LOCAL"
-    )
+    assert json.loads(result.stdout)["model_management"]["finders"]["default"][
+        "type"
+    ] == ("LOCAL")
     extra = tmp_path / "extra.yml"
     extra.write_text("model_management:\n  finders:\n    more: {type: LOCAL}\n")
     result = run_cli(cli_env, "--config", str(extra), "config", "--validate")
@@ -109,7 +109,9 @@ def test_debug_shows_traceback(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert "Traceback" in result.stderr
 
 
-def test_invalid_config_file_fails_cleanly(cli_env: dict[str, str], tmp_path: Path) -> None:
+def test_invalid_config_file_fails_cleanly(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text("model_management:\n  finders:\n    default: {type: NOPE}\n")
     result = run_cli(cli_env, "--config", str(bad), "config", "--validate")
@@ -118,7 +120,11 @@ def test_invalid_config_file_fails_cleanly(cli_env: dict[str, str], tmp_path: Pa
     assert "model_management.finders.default.type" in result.stderr
 
 
-def test_run_must_be_json_object(cli_env: dict[str, str], caikit_fixtures: Path) -> None:
-    result = run_cli(cli_env, "load", str(caikit_fixtures / "models" / "foo"), "--run", "[1]")
+def test_run_must_be_json_object(
+    cli_env: dict[str, str], caikit_fixtures: Path
+) -> None:
+    result = run_cli(
+        cli_env, "load", str(caikit_fixtures / "models" / "foo"), "--run", "[1]"
+    )
     assert result.returncode == 1
     assert "--run must be a JSON object" in result.stderr

@@ -31,7 +31,9 @@ def test_defaults_have_default_instance_per_role() -> None:
         assert config.section(role)["default"]["type"] == "LOCAL"
 
 
-def test_env_files_merge_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_files_merge_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = write(
         tmp_path / "first.yml",
         "model_management:\n  finders:\n    default:\n      config:\n"
@@ -68,7 +70,9 @@ def test_env_var_cannot_add_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_env_var_cannot_change_lists(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MODEL_MANAGEMENT_INITIALIZERS_DEFAULT_CONFIG_BACKEND_PRIORITY", "x")
+    monkeypatch.setenv(
+        "MODEL_MANAGEMENT_INITIALIZERS_DEFAULT_CONFIG_BACKEND_PRIORITY", "x"
+    )
     config = load_config()
     priority = config.section("initializer")["default"]["config"]["backend_priority"]
     assert priority == [{"type": "LOCAL"}]
@@ -77,7 +81,11 @@ def test_env_var_cannot_change_lists(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_manager_config_beats_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODEL_MANAGEMENT_FINDERS_DEFAULT_CONFIG_LOAD_PATH", "/from-env")
     manager = ModelManager(
-        {"model_management": {"finders": {"default": {"config": {"load_path": "/mine"}}}}}
+        {
+            "model_management": {
+                "finders": {"default": {"config": {"load_path": "/mine"}}}
+            }
+        }
     )
     assert manager.config.section("finder")["default"]["config"]["load_path"] == "/mine"
 
@@ -140,7 +148,11 @@ BAD_CONFIGS = [
         "model_management.finders.default",
         "expected a mapping",
     ),
-    ("finders:\n    x:\n      config: {}", "model_management.finders.x.type", "no 'type'"),
+    (
+        "finders:\n    x:\n      config: {}",
+        "model_management.finders.x.type",
+        "no 'type'",
+    ),
     (
         "finders:\n    x:\n      type: NOPE",
         "model_management.finders.x.type",
@@ -180,7 +192,8 @@ def test_invalid_file_names_file_and_key(
 
 def test_unknown_type_lists_known_types(tmp_path: Path) -> None:
     path = write(
-        tmp_path / "bad.yml", "model_management:\n  finders:\n    x:\n      type: NOPE\n"
+        tmp_path / "bad.yml",
+        "model_management:\n  finders:\n    x:\n      type: NOPE\n",
     )
     with pytest.raises(ConfigError, match="known types: .*LOCAL"):
         load_config(path)

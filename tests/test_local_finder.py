@@ -17,7 +17,11 @@ def make_model(folder: Path, module_id: str = "finder-test") -> Path:
 
 def manager(load_path: str = "") -> ModelManager:
     return ModelManager(
-        {"model_management": {"finders": {"default": {"config": {"load_path": load_path}}}}}
+        {
+            "model_management": {
+                "finders": {"default": {"config": {"load_path": load_path}}}
+            }
+        }
     )
 
 
@@ -49,7 +53,9 @@ def test_relative_to_load_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert manager(str(tmp_path / "base")).find("m").model_path == str(folder)
 
 
-def test_load_path_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_path_expands_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     folder = make_model(tmp_path / "base" / "m")
     assert manager("~/base").find("m").model_path == str(folder)

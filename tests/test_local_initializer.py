@@ -104,7 +104,9 @@ def test_backend_starts_once(tmp_path: Path) -> None:
 
 
 def test_model_backend_must_be_supported(tmp_path: Path) -> None:
-    folder = make_model(tmp_path / "m", "init-test-plain", "model_backend: TEST_COUNTING\n")
+    folder = make_model(
+        tmp_path / "m", "init-test-plain", "model_backend: TEST_COUNTING\n"
+    )
     assert isinstance(manager(["TEST_COUNTING", "LOCAL"]).load(folder), PlainOnCounting)
     with pytest.raises(NoMatchingBackendError) as info:
         manager(["LOCAL"]).load(folder)
@@ -162,7 +164,9 @@ def test_module_library_imported_through_entry_point(
     monkeypatch.syspath_prepend(str(site))
     MODULE_REGISTRY.load_libraries(reload=True)
     try:
-        model = manager(["LOCAL"]).load(make_model(tmp_path / "m", "init-test-from-library"))
+        model = manager(["LOCAL"]).load(
+            make_model(tmp_path / "m", "init-test-from-library")
+        )
         assert type(model).__name__ == "FromLibrary"
         assert "init_test_library" in sys.modules
     finally:

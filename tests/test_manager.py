@@ -71,7 +71,9 @@ def make_model(tmp_path: Path, key: str) -> Path:
 
 @pytest.fixture
 def manager() -> ModelManager:
-    return ModelManager({"model_management": {"finders": {"second": {"type": "LOCAL"}}}})
+    return ModelManager(
+        {"model_management": {"finders": {"second": {"type": "LOCAL"}}}}
+    )
 
 
 def test_second_load_returns_same_object(tmp_path: Path, manager: ModelManager) -> None:
@@ -99,7 +101,9 @@ def test_symlink_shares_model(tmp_path: Path, manager: ModelManager) -> None:
     assert LOADS["linked"] == 1
 
 
-def test_identity_includes_finder_and_kwargs(tmp_path: Path, manager: ModelManager) -> None:
+def test_identity_includes_finder_and_kwargs(
+    tmp_path: Path, manager: ModelManager
+) -> None:
     folder = make_model(tmp_path, "identity")
     base = manager.load(folder)
     assert manager.load(folder, finder="second") is not base

@@ -78,7 +78,9 @@ def test_save_round_trip_leaves_no_temp_files(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["config.yml"]
     again = ModuleConfig.load(tmp_path / "out")
     assert again.to_dict() == config.to_dict()
-    first_line = (tmp_path / "out" / "config.yml").read_text(encoding="utf-8").split("\n")[0]
+    first_line = (
+        (tmp_path / "out" / "config.yml").read_text(encoding="utf-8").split("\n")[0]
+    )
     assert first_line == "module_id: x"
 
 

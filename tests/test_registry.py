@@ -24,7 +24,7 @@ from caikit_mm.registry import PluginRegistry
 
 GROUP = "caikit_mm_test.finders"
 
-FINDER_SOURCE = '''
+FINDER_SOURCE = """
 from caikit_mm import ModelFinder, ModuleConfig
 
 class {cls}(ModelFinder):
@@ -32,7 +32,7 @@ class {cls}(ModelFinder):
 
     def find_model(self, model_path, **kwargs):
         return ModuleConfig({{"module_id": "found-by-{name}"}}, model_path)
-'''
+"""
 
 
 def finder_module(cls: str, name: str) -> str:
@@ -106,7 +106,9 @@ def test_unknown_type_lists_known_and_broken(site: Path) -> None:
         {GROUP: {"BROKEN": "rt_plugin_broken2:Broken"}},
         {"rt_plugin_broken2.py": "import not_a_real_module_xyz\n"},
     )
-    plugins = registry({"LOCAL": "caikit_mm.model_management.local_finder:LocalModelFinder"})
+    plugins = registry(
+        {"LOCAL": "caikit_mm.model_management.local_finder:LocalModelFinder"}
+    )
     with pytest.raises(UnknownTypeError) as info:
         plugins.get("MISSING")
     assert info.value.known == ["BROKEN", "LOCAL"]
@@ -134,7 +136,9 @@ def test_plugin_reusing_builtin_name_conflicts(site: Path) -> None:
         {GROUP: {"LOCAL": "rt_plugin_shadow:Shadow"}},
         {"rt_plugin_shadow.py": finder_module("Shadow", "LOCAL")},
     )
-    plugins = registry({"LOCAL": "caikit_mm.model_management.local_finder:LocalModelFinder"})
+    plugins = registry(
+        {"LOCAL": "caikit_mm.model_management.local_finder:LocalModelFinder"}
+    )
     with pytest.raises(PluginConflictError) as info:
         plugins.get("LOCAL")
     assert "built-in caikit_mm.model_management.local_finder" in str(info.value)
@@ -181,7 +185,9 @@ def test_register_requires_name_and_subclass() -> None:
 
 def test_entry_point_to_wrong_class_is_rejected(site: Path) -> None:
     make_distribution(
-        site, "rt-wrong", {GROUP: {"WRONG": "rt_plugin_wrong:Wrong"}},
+        site,
+        "rt-wrong",
+        {GROUP: {"WRONG": "rt_plugin_wrong:Wrong"}},
         {"rt_plugin_wrong.py": "class Wrong:\n    pass\n"},
     )
     with pytest.raises(PluginError, match="not a subclass of ModelFinder"):
@@ -210,7 +216,9 @@ def test_manager_uses_installed_finder_plugin(global_finders_site: Path) -> None
     assert found.module_id == "found-by-RT_PLUGIN"
 
 
-def test_config_with_unknown_type_names_broken_plugin(global_finders_site: Path) -> None:
+def test_config_with_unknown_type_names_broken_plugin(
+    global_finders_site: Path,
+) -> None:
     make_distribution(
         global_finders_site,
         "rt-broken-global",
@@ -225,7 +233,9 @@ def test_config_with_unknown_type_names_broken_plugin(global_finders_site: Path)
     assert "missing native library" in text
 
 
-def test_configured_broken_plugin_fails_only_when_used(global_finders_site: Path) -> None:
+def test_configured_broken_plugin_fails_only_when_used(
+    global_finders_site: Path,
+) -> None:
     make_distribution(
         global_finders_site,
         "rt-broken-used",

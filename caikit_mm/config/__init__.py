@@ -47,7 +47,7 @@ class ManagerConfig:
         self._provenance: dict[str, str] = {}
 
     def section(self, role: str) -> dict[str, dict[str, Any]]:
-        """Return the instances of ``role`` (``trainer``, ``finder``, ``initializer``)."""
+        """Return the instances of ``role`` (a role name such as ``finder``)."""
         return self.data["model_management"][f"{role}s"]  # type: ignore[no-any-return]
 
     def instance(self, role: str, name: str) -> tuple[str, dict[str, Any]]:
@@ -286,13 +286,17 @@ def _validate_instance(
     _validate_builtin_config(config, registry, type_name, entry["config"], key_path)
 
 
-def _check_type(config: ManagerConfig, registry: Any, type_name: str, key_path: str) -> None:
+def _check_type(
+    config: ManagerConfig, registry: Any, type_name: str, key_path: str
+) -> None:
     if registry.has(type_name):
         return
     try:
         registry.get(type_name)
     except PluginError as exc:
-        raise ConfigError(str(exc), key_path=key_path, source=config.source_of(key_path)) from exc
+        raise ConfigError(
+            str(exc), key_path=key_path, source=config.source_of(key_path)
+        ) from exc
 
 
 def _validate_builtin_config(
@@ -305,6 +309,8 @@ def _validate_builtin_config(
         return
     cls = registry.get(type_name)
     context = ValidationContext(
-        f"{key_path}.config", config.source_of(key_path), config.data["model_management"]
+        f"{key_path}.config",
+        config.source_of(key_path),
+        config.data["model_management"],
     )
     cls.validate_config(values, context)

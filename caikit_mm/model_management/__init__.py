@@ -1,6 +1,6 @@
 """The three roles, their abstract base classes and their type registries."""
 
-from typing import Final
+from typing import Any, Final
 
 from ..registry import PluginRegistry
 from .base import ModelFinder, ModelInitializer, ModelTrainer, ValidationContext
@@ -8,26 +8,26 @@ from .training import ModelFuture, TrainingInfo, TrainingStatus
 
 _PACKAGE = "caikit_mm.model_management"
 
-TRAINERS: Final = PluginRegistry(
+TRAINERS: Final[PluginRegistry[ModelTrainer]] = PluginRegistry(
     "trainer",
     "caikit_mm.trainers",
     ModelTrainer,
     {"LOCAL": f"{_PACKAGE}.local_trainer:LocalModelTrainer"},
 )
-FINDERS: Final = PluginRegistry(
+FINDERS: Final[PluginRegistry[ModelFinder]] = PluginRegistry(
     "finder",
     "caikit_mm.finders",
     ModelFinder,
     {"LOCAL": f"{_PACKAGE}.local_finder:LocalModelFinder"},
 )
-INITIALIZERS: Final = PluginRegistry(
+INITIALIZERS: Final[PluginRegistry[ModelInitializer]] = PluginRegistry(
     "initializer",
     "caikit_mm.initializers",
     ModelInitializer,
     {"LOCAL": f"{_PACKAGE}.local_initializer:LocalModelInitializer"},
 )
 
-REGISTRIES: Final = {"trainer": TRAINERS, "finder": FINDERS, "initializer": INITIALIZERS}
+REGISTRIES: Final[dict[str, PluginRegistry[Any]]] = {"trainer": TRAINERS, "finder": FINDERS, "initializer": INITIALIZERS}
 
 __all__ = [
     "FINDERS",

@@ -35,14 +35,14 @@ class ValidationContext:
         self.model_management = model_management
 
     def error(self, message: str, key: str = "") -> Exception:
-        """Build a :class:`~caikit_mm.errors.ConfigError` for ``key`` of this instance."""
+        """Build a ``ConfigError`` for ``key`` of this instance's config."""
         from ..errors import ConfigError
 
         path = f"{self.key_path}.{key}" if key else self.key_path
         return ConfigError(message, key_path=path, source=self.source)
 
 
-class _Plugin(abc.ABC):
+class _Plugin(abc.ABC):  # noqa: B024 - each role adds its abstract methods
     """Behaviour shared by every role: construction, validation and the owner."""
 
     name: ClassVar[str] = ""
@@ -52,8 +52,10 @@ class _Plugin(abc.ABC):
         self.instance_name = instance_name
         self._manager_ref: weakref.ref[ModelManager] | None = None
 
-    @classmethod
-    def validate_config(cls, config: Mapping[str, Any], context: ValidationContext) -> None:
+    @classmethod  # noqa: B027 - an optional hook that accepts anything by default
+    def validate_config(
+        cls, config: Mapping[str, Any], context: ValidationContext
+    ) -> None:
         """Check ``config`` when the configuration is loaded, before any use.
 
         Raise ``context.error(...)`` for a bad value. The default accepts anything.

@@ -8,13 +8,19 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..errors import ModelFormatError, NoMatchingBackendError
-from ..modules import BACKENDS, LOCAL_BACKEND, MODULE_REGISTRY, BackendBase, ModuleBase
-from ..modules import ModuleConfig
+from ..modules import (
+    BACKENDS,
+    LOCAL_BACKEND,
+    MODULE_REGISTRY,
+    BackendBase,
+    ModuleBase,
+    ModuleConfig,
+)
 from .base import ModelInitializer, ValidationContext
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PRIORITY = ({"type": LOCAL_BACKEND, "config": {}},)
+DEFAULT_PRIORITY: tuple[dict[str, Any], ...] = ({"type": LOCAL_BACKEND, "config": {}},)
 
 
 class LocalModelInitializer(ModelInitializer):
@@ -38,7 +44,9 @@ class LocalModelInitializer(ModelInitializer):
         self._lock = threading.Lock()
 
     @classmethod
-    def validate_config(cls, config: Mapping[str, Any], context: ValidationContext) -> None:
+    def validate_config(
+        cls, config: Mapping[str, Any], context: ValidationContext
+    ) -> None:
         priority = config.get("backend_priority")
         if priority is None:
             return
@@ -72,7 +80,9 @@ class LocalModelInitializer(ModelInitializer):
             "backend": backend.name,
         }
 
-    def _select(self, module_config: ModuleConfig) -> tuple[type[ModuleBase], BackendBase]:
+    def _select(
+        self, module_config: ModuleConfig
+    ) -> tuple[type[ModuleBase], BackendBase]:
         implementations = MODULE_REGISTRY.implementations(
             module_config.module_id, module_config.model_path or ""
         )
@@ -83,8 +93,8 @@ class LocalModelInitializer(ModelInitializer):
                 return cls, self._backend(index)
         raise NoMatchingBackendError(
             f"No backend can load module {module_config.module_id!r} saved by backend "
-            f"{model_backend!r} (from {_source(module_config)}). Initializer {self.instance_name!r} "
-            f"tries backends {[t for t, _ in self._priority]}; the module has "
+            f"{model_backend!r} (from {_source(module_config)}). Initializer "
+            f"{self.instance_name!r} tries backends {[t for t, _ in self._priority]}; the module has "
             + ", ".join(
                 f"{b} (loads {list(c.SUPPORTED_LOAD_BACKENDS)})"
                 for b, c in sorted(implementations.items())
@@ -121,7 +131,12 @@ class LocalModelInitializer(ModelInitializer):
             kwargs["module_config"] = module_config
         if signature.load_backend:
             kwargs["load_backend"] = backend
-        log.debug("Loading %s with %s on backend %s", module_config.model_path, cls, backend.name)
+        log.debug(
+            "Loading %s with %s on backend %s",
+            module_config.model_path,
+            cls,
+            backend.name,
+        )
         return cls.load(module_config.model_path, **kwargs)
 
 
@@ -148,5 +163,6 @@ def _validate_backend_entry(entry: Any, context: ValidationContext, key: str) ->
     backend_config = entry.get("config")
     if backend_config is not None and not isinstance(backend_config, Mapping):
         raise context.error(
-            f"a backend's config must be a mapping, got {backend_config!r}.", f"{key}.config"
+            f"a backend's config must be a mapping, got {backend_config!r}.",
+            f"{key}.config",
         )

@@ -66,7 +66,7 @@ class LocalBackend(BackendBase):
     name: ClassVar[str] = "LOCAL"
 
 
-BACKENDS: Final = PluginRegistry(
+BACKENDS: Final[PluginRegistry[BackendBase]] = PluginRegistry(
     "backend",
     "caikit_mm.backends",
     BackendBase,

@@ -52,7 +52,9 @@ class ModuleBase:
 
     def save(self, model_path: str) -> None:
         """Save the model into the folder ``model_path``, including ``config.yml``."""
-        raise NotImplementedError(f"{type(self).__qualname__} does not implement save()")
+        raise NotImplementedError(
+            f"{type(self).__qualname__} does not implement save()"
+        )
 
     @classmethod
     def train(cls, *args: Any, **kwargs: Any) -> ModuleBase:
@@ -146,7 +148,9 @@ class ModuleRegistry:
             source = os.path.join(source, "config.yml")
         raise ModuleNotRegisteredError(module_id, self._libraries, source)
 
-    def get(self, module_id: str, backend_type: str = LOCAL_BACKEND) -> type[ModuleBase]:
+    def get(
+        self, module_id: str, backend_type: str = LOCAL_BACKEND
+    ) -> type[ModuleBase]:
         """Return the class registered for ``module_id`` and ``backend_type``."""
         implementations = self.implementations(module_id)
         try:
@@ -240,7 +244,9 @@ def module(
     def decorate(cls: M) -> M:
         module_id = _resolve_id(cls, id, base_module)
         cls.MODULE_ID = module_id
-        cls.MODULE_NAME = name or (base_module.MODULE_NAME if base_module else cls.__name__)
+        cls.MODULE_NAME = name or (
+            base_module.MODULE_NAME if base_module else cls.__name__
+        )
         cls.MODULE_VERSION = version
         cls.BACKEND_TYPE = backend_type
         cls.SUPPORTED_LOAD_BACKENDS = _load_backends(

@@ -40,8 +40,9 @@ class AttrDict(dict):  # type: ignore[type-arg]
         try:
             return self[key]
         except KeyError:
+            keys = sorted(map(str, self))
             raise AttributeError(
-                f"{type(self).__name__} has no key {key!r}; keys: {sorted(map(str, self))}"
+                f"{type(self).__name__} has no key {key!r}; keys: {keys}"
             ) from None
 
     def __setattr__(self, key: str, value: Any) -> None:
@@ -205,6 +206,6 @@ def _normalize_module_id(fields: dict[str, Any], where: str, source: str) -> Non
         raise ModelFormatError(
             f"{where} has a module_id of type {type(module_id).__name__} "
             f"({module_id!r}); module_id must be a string. Quote it in the YAML, "
-            f"for example module_id: \"{module_id}\".",
+            f'for example module_id: "{module_id}".',
             path=source or None,
         )
