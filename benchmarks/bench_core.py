@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -77,15 +76,6 @@ def median_us(samples: list[int]) -> float:
     return statistics.median(samples) / 1000
 
 
-def time_each(call: Callable[[str], Any], paths: list[str]) -> list[int]:
-    samples = []
-    for path in paths:
-        start = time.perf_counter_ns()
-        call(path)
-        samples.append(time.perf_counter_ns() - start)
-    return samples
-
-
 def measure_import(runs: int) -> dict[str, Any]:
     def wall(code: str) -> float:
         samples = []
@@ -116,13 +106,22 @@ def measure_import(runs: int) -> dict[str, Any]:
 
 
 def measure_single_loads(root: Path, samples: int) -> dict[str, Any]:
+    """Time manager loads and the module's own loads, interleaved so that load
+    from other processes affects both sides alike."""
     manager_paths = write_folders(root / "manager", samples)
     own_paths = write_folders(root / "own", samples)
     manager = ModelManager()
-    manager.load(write_folders(root / "warm", 1)[0])
+    manager.load(manager_paths[0])
     Trivial.load(own_paths[0])
-    manager_us = median_us(time_each(manager.load, manager_paths[1:]))
-    own_us = median_us(time_each(Trivial.load, own_paths[1:]))
+    manager_ns, own_ns = [], []
+    for manager_path, own_path in zip(manager_paths[1:], own_paths[1:], strict=True):
+        start = time.perf_counter_ns()
+        manager.load(manager_path)
+        manager_ns.append(time.perf_counter_ns() - start)
+        start = time.perf_counter_ns()
+        Trivial.load(own_path)
+        own_ns.append(time.perf_counter_ns() - start)
+    manager_us, own_us = median_us(manager_ns), median_us(own_ns)
     return {
         "samples": samples - 1,
         "manager_load_us": manager_us,
