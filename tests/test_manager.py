@@ -114,6 +114,15 @@ def test_identity_includes_finder_and_kwargs(
     assert LOADS["identity"] == 3
 
 
+def test_unhashable_kwargs_skip_cache(tmp_path: Path, manager: ModelManager) -> None:
+    folder = make_model(tmp_path, "unhashable")
+    first = manager.load(str(folder), options={"beam": 4})
+    second = manager.load(str(folder), options={"beam": 4})
+    assert first is not second
+    assert first.kwargs == {"options": {"beam": 4}}
+    assert LOADS["unhashable"] == 2
+
+
 def test_cache_false_loads_new_copy(tmp_path: Path, manager: ModelManager) -> None:
     folder = make_model(tmp_path, "nocache")
     cached = manager.load(folder)
