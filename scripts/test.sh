@@ -7,5 +7,9 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet torch==2.13.0
-.venv/bin/pip install --quiet -e ".[test]" ./examples/iris_library ./examples/catalog_finder
+# Naming torch again pins it: without the pin, pip's resolver backtracks
+# through older torch releases (each a large CUDA download) while it settles
+# the boto3 and botocore versions that moto and s3fs accept.
+.venv/bin/pip install --quiet torch==2.13.0 -e ".[test]" \
+    ./examples/iris_library ./examples/catalog_finder
 exec .venv/bin/python -m pytest "$@"
