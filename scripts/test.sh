@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install caikit_mm with every test extra into .venv, then run the test suite.
-# PyTorch's CPU build is installed first, so that no GPU build is downloaded.
+# torch==2.13.0 is installed first: the CI machines serve a CPU build of that
+# release, while a bare torch requirement would download a CUDA build of several GB.
 # pytest's exit status passes through: 5 (no tests collected) fails too.
 set -euo pipefail
 cd "$(dirname "$0")/.."

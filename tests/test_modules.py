@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -82,6 +83,16 @@ def test_save_round_trip_leaves_no_temp_files(tmp_path: Path) -> None:
         (tmp_path / "out" / "config.yml").read_text(encoding="utf-8").split("\n")[0]
     )
     assert first_line == "module_id: x"
+
+
+def test_saved_config_mode_follows_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        ModuleConfig({"module_id": "x"}).save(tmp_path / "out")
+    finally:
+        os.umask(previous)
+    mode = (tmp_path / "out" / "config.yml").stat().st_mode & 0o777
+    assert mode == 0o640
 
 
 def test_module_config_pickles(tmp_path: Path) -> None:
