@@ -38,6 +38,7 @@ _ERRORS = (
     "ArchiveError",
     "CaikitMMError",
     "ConfigError",
+    "InitializationFailedError",
     "ModelFormatError",
     "ModelNotFoundError",
     "ModuleNotRegisteredError",
@@ -48,9 +49,11 @@ _ERRORS = (
     "PluginImportError",
     "RemoteModelError",
     "RemoteStorageError",
+    "SavePathExistsError",
     "TrainingError",
     "TrainingIdInUseError",
     "TrainingNotFoundError",
+    "TrainingProcessError",
     "UnknownInstanceError",
     "UnknownTypeError",
     "UnsafeArchiveError",
@@ -62,18 +65,19 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 if TYPE_CHECKING:
     from typing import Any
 
-    from .config import load_config
+    # "X as X" marks each name as re-exported for type checkers in strict mode.
+    from .config import load_config as load_config
     from .errors import *  # noqa: F403
-    from .manager import ModelManager
-    from .model_management import (
-        ModelFinder,
-        ModelFuture,
-        ModelInitializer,
-        ModelTrainer,
-        TrainingStatus,
-    )
-    from .modules import BackendBase, ModuleBase, ModuleConfig, module
-
+    from .manager import ModelManager as ModelManager
+    from .model_management import ModelFinder as ModelFinder
+    from .model_management import ModelFuture as ModelFuture
+    from .model_management import ModelInitializer as ModelInitializer
+    from .model_management import ModelTrainer as ModelTrainer
+    from .model_management import TrainingStatus as TrainingStatus
+    from .modules import BackendBase as BackendBase
+    from .modules import ModuleBase as ModuleBase
+    from .modules import ModuleConfig as ModuleConfig
+    from .modules import module as module
 
 def __getattr__(name: str) -> Any:
     module_name = _EXPORTS.get(name)

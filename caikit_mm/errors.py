@@ -18,10 +18,13 @@ still works around a model load::
     ├── ModuleNotRegisteredError (LookupError)
     ├── ModuleRegistrationError (ValueError)
     ├── NoMatchingBackendError (LookupError)
+    ├── InitializationFailedError (RuntimeError)
     ├── RemoteStorageError (OSError)
     ├── TrainingError (RuntimeError)
     │   ├── TrainingNotFoundError (LookupError)
-    │   └── TrainingIdInUseError (ValueError)
+    │   ├── TrainingIdInUseError (ValueError)
+    │   ├── SavePathExistsError (FileExistsError)
+    │   └── TrainingProcessError
     └── RemoteModelError (RuntimeError)
 
 Messages say what failed, on which value, and what to do next.
@@ -31,11 +34,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ArchiveError",
     "CaikitMMError",
     "ConfigError",
+    "InitializationFailedError",
     "ModelFormatError",
     "ModelNotFoundError",
     "ModuleNotRegisteredError",
@@ -46,9 +51,11 @@ __all__ = [
     "PluginImportError",
     "RemoteModelError",
     "RemoteStorageError",
+    "SavePathExistsError",
     "TrainingError",
     "TrainingIdInUseError",
     "TrainingNotFoundError",
+    "TrainingProcessError",
     "UnknownInstanceError",
     "UnknownTypeError",
     "UnsafeArchiveError",
@@ -225,6 +232,7 @@ class ModuleNotRegisteredError(CaikitMMError, LookupError):
     ) -> None:
         self.module_id = module_id
         self.libraries = sorted(libraries)
+        self.source = source
         origin = f" (from {source})" if source else ""
         super().__init__(
             f"No module is registered under module_id {module_id!r}{origin}. "
@@ -236,6 +244,11 @@ class ModuleNotRegisteredError(CaikitMMError, LookupError):
     def __str__(self) -> str:
         return str(self.args[0])
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its fields, so a copy pickled in another process (such
+        # as a Ray actor) has the same type and message.
+        return (type(self), (self.module_id, self.libraries, self.source))
+
 
 class ModuleRegistrationError(CaikitMMError, ValueError):
     """An invalid ``@caikit_mm.module`` declaration, such as a reused module id."""
@@ -246,6 +259,21 @@ class NoMatchingBackendError(CaikitMMError, LookupError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class InitializationFailedError(CaikitMMError, RuntimeError):
+    """Every initializer of a MULTI initializer failed to load a model.
+
+    Attributes:
+        attempts: Each initializer's instance name and the error it raised, in
+            the order they were tried.
+    """
+
+    def __init__(
+        self, message: str, *, attempts: list[tuple[str, BaseException]]
+    ) -> None:
+        self.attempts = attempts
+        super().__init__(message)
 
 
 class RemoteStorageError(CaikitMMError, OSError):
@@ -276,6 +304,50 @@ class TrainingNotFoundError(TrainingError, LookupError):
 
 class TrainingIdInUseError(TrainingError, ValueError):
     """A caller-supplied training id that belongs to a job still running."""
+
+
+class SavePathExistsError(TrainingError, FileExistsError):
+    """A save path that already holds something, so a trained model cannot go there.
+
+    Attributes:
+        path: The folder the model would have been saved to.
+    """
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        self.path = path
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class TrainingProcessError(TrainingError):
+    """A training subprocess that died, or failed with an error it could not send.
+
+    Attributes:
+        exit_code: The process's exit status; negative for a signal, as in
+            ``subprocess``. ``None`` when the process reported the error itself.
+        signal_name: Name of the signal that ended the process, such as
+            ``SIGKILL``, or ``""``.
+        original_type: Qualified name of the exception raised in the process,
+            or ``""``.
+        child_traceback: The traceback text from the process, or ``""``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exit_code: int | None = None,
+        signal_name: str = "",
+        original_type: str = "",
+        child_traceback: str = "",
+    ) -> None:
+        self.exit_code = exit_code
+        self.signal_name = signal_name
+        self.original_type = original_type
+        self.child_traceback = child_traceback
+        super().__init__(message)
 
 
 class RemoteModelError(CaikitMMError, RuntimeError):

@@ -12,19 +12,31 @@ TRAINERS: Final[PluginRegistry[ModelTrainer]] = PluginRegistry(
     "trainer",
     "caikit_mm.trainers",
     ModelTrainer,
-    {"LOCAL": f"{_PACKAGE}.local_trainer:LocalModelTrainer"},
+    {
+        "LOCAL": f"{_PACKAGE}.local_trainer:LocalModelTrainer",
+        "RAY": "caikit_mm.ray.trainer:RayModelTrainer",
+    },
 )
 FINDERS: Final[PluginRegistry[ModelFinder]] = PluginRegistry(
     "finder",
     "caikit_mm.finders",
     ModelFinder,
-    {"LOCAL": f"{_PACKAGE}.local_finder:LocalModelFinder"},
+    {
+        "LOCAL": f"{_PACKAGE}.local_finder:LocalModelFinder",
+        "MULTI": f"{_PACKAGE}.multi:MultiModelFinder",
+        "REMOTE": "caikit_mm.storage.remote:RemoteModelFinder",
+        "TRANSFORMERS": "caikit_mm.transformers.finder:TransformersFinder",
+    },
 )
 INITIALIZERS: Final[PluginRegistry[ModelInitializer]] = PluginRegistry(
     "initializer",
     "caikit_mm.initializers",
     ModelInitializer,
-    {"LOCAL": f"{_PACKAGE}.local_initializer:LocalModelInitializer"},
+    {
+        "LOCAL": f"{_PACKAGE}.local_initializer:LocalModelInitializer",
+        "MULTI": f"{_PACKAGE}.multi:MultiModelInitializer",
+        "RAY": "caikit_mm.ray.initializer:RayModelInitializer",
+    },
 )
 
 REGISTRIES: Final[dict[str, PluginRegistry[Any]]] = {"trainer": TRAINERS, "finder": FINDERS, "initializer": INITIALIZERS}

@@ -17,12 +17,19 @@ log = logging.getLogger(__name__)
 
 
 class LocalModelFinder(ModelFinder):
-    """Find a model in a local folder that holds ``config.yml``.
+    """Find a model in a local folder that contains ``config.yml``, or in a zip or
+    tar archive of such a folder.
 
     Config:
         load_path: Base folder for relative identifiers; ``~`` is expanded. A
             relative identifier is tried under ``load_path`` first, then under the
             working directory.
+        cache_dir: Folder that archives are extracted into; ``~`` is expanded,
+            and ``""`` means ``$XDG_CACHE_HOME/caikit_mm`` or
+            ``~/.cache/caikit_mm``.
+        max_archive_bytes: Largest total uncompressed size an archive may hold,
+            in bytes or as ``16GiB``.
+        max_archive_files: Largest number of files and links an archive may hold.
     """
 
     name: ClassVar[str] = "LOCAL"
@@ -34,7 +41,9 @@ class LocalModelFinder(ModelFinder):
         self._last_stat = threading.local()
 
     @classmethod
-    def validate_config(cls, config: Mapping[str, Any], context: ValidationContext) -> None:
+    def validate_config(
+        cls, config: Mapping[str, Any], context: ValidationContext
+    ) -> None:
         load_path = config.get("load_path")
         if load_path is not None and not isinstance(load_path, str):
             raise context.error(
@@ -42,16 +51,27 @@ class LocalModelFinder(ModelFinder):
                 "to a folder, or to \"\" for the working directory.",
                 "load_path",
             )
+        from ..storage._settings import validate_archive_settings
+
+        validate_archive_settings(config, context)
 
     def find_model(self, model_path: Any, **kwargs: Any) -> ModuleConfig:
         """Read ``config.yml`` from the model folder ``model_path``.
 
+        ``model_path`` may also be a zip or tar archive: its path, its bytes or
+        a binary file object. The archive is extracted once into ``cache_dir``.
+
         Raises:
-            ModelNotFoundError: The path does not exist, is not a folder, or holds
-                no ``config.yml``.
+            ModelNotFoundError: The path does not exist, or the folder contains no
+                ``config.yml``.
             ModelFormatError: ``config.yml`` cannot be parsed or lacks ``module_id``.
+            ArchiveError: A file or content that is not a valid model archive.
+            UnsafeArchiveError: The archive has an unsafe entry or is too large.
         """
-        folder = self.resolve(model_path)
+        if _is_archive_object(model_path):
+            folder = self._extract(model_path)
+        else:
+            folder = self._resolve_model(model_path)
         log.debug("Finder %r reading %s", self.instance_name, folder)
         try:
             return ModuleConfig.load(folder)
@@ -91,6 +111,24 @@ class LocalModelFinder(ModelFinder):
             finder=self.instance_name,
         )
 
+    def _resolve_model(self, model_path: Any) -> str:
+        """Return the model folder: ``model_path`` itself, or the extraction of
+        the archive file it names."""
+        try:
+            return self.resolve(model_path)
+        except ModelNotFoundError:
+            path, status = self._stat(model_path)
+            if status is None or not stat.S_ISREG(status.st_mode):
+                raise
+            return self._extract(_absolute(path))
+
+    def _extract(self, archive: Any) -> str:
+        from ..storage._settings import archive_settings
+        from ..storage.archive import extract_model_archive
+
+        cache_dir, limits = archive_settings(self.config)
+        return os.fspath(extract_model_archive(archive, cache_dir, limits))
+
     def _stat(self, model_path: Any) -> tuple[str, os.stat_result | None]:
         """Return the first candidate path that exists and its status, or the
         list of candidates tried and ``None``."""
@@ -107,9 +145,10 @@ class LocalModelFinder(ModelFinder):
             return [model_path]
         if not isinstance(model_path, (str, os.PathLike)):
             raise ModelNotFoundError(
-                f"Finder {self.instance_name!r} ({self.name}) takes a folder path, "
-                f"got {type(model_path).__name__}: {model_path!r:.60}. Pass a str or "
-                "pathlib.Path.",
+                f"Finder {self.instance_name!r} ({self.name}) takes a model path, "
+                f"got {type(model_path).__name__}: {model_path!r:.60}. Pass a folder "
+                "or archive path as a str or pathlib.Path, archive bytes, or a "
+                "binary file object.",
                 model_path=model_path,
                 finder=self.instance_name,
             )
@@ -122,7 +161,9 @@ class LocalModelFinder(ModelFinder):
             candidates.append(in_cwd)
         return candidates
 
-    def _check_folder(self, model_path: Any, folder: str, status: os.stat_result) -> str:
+    def _check_folder(
+        self, model_path: Any, folder: str, status: os.stat_result
+    ) -> str:
         if not stat.S_ISDIR(status.st_mode):
             raise ModelNotFoundError(
                 f"Model path {os.fspath(model_path)!r} ({folder}) is a file, not a "
@@ -131,6 +172,15 @@ class LocalModelFinder(ModelFinder):
                 finder=self.instance_name,
             )
         return folder
+
+
+def _is_archive_object(model_path: Any) -> bool:
+    """Tell whether ``model_path`` is archive content: bytes or a binary file."""
+    if isinstance(model_path, (bytes, bytearray, memoryview)):
+        return True
+    return hasattr(model_path, "read") and not isinstance(
+        model_path, (str, os.PathLike)
+    )
 
 
 def _absolute(path: str) -> str:

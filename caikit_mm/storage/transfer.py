@@ -1,0 +1,197 @@
+"""Copying model folders between this machine and a URL, without the cache.
+
+:func:`upload_folder` is what a trainer uses to save a model to ``s3://...``;
+:func:`download_folder` copies a remote model (a folder or one archive) into a
+local folder. Both take the same config keys as the REMOTE finder
+(``endpoint_url``, ``region``, ``anonymous``, ``profile``,
+``storage_options``, ``max_concurrency``, ``progress``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import CaikitMMError, RemoteStorageError
+from ..modules import CONFIG_FILE
+from ._cache import new_temp_dir, remove_tree
+from ._download import Progress, download_objects
+from ._remote_fs import (
+    describe_endpoint,
+    display_url,
+    filesystem_options,
+    fs_path,
+    list_model,
+    make_filesystem,
+    missing_location,
+    secrets_of,
+    split_url,
+    translate_error,
+)
+from ._settings import RemoteSettings, remote_settings
+from .archive import extract_model_archive
+
+log = logging.getLogger(__name__)
+
+
+def upload_folder(
+    folder: str | os.PathLike[str],
+    url: str,
+    *,
+    config: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> int:
+    """Upload every file under ``folder`` to ``url`` and return how many.
+
+    ``config.yml`` is uploaded last, so a reader that finds it finds the whole
+    model. With ``overwrite``, objects under ``url`` that the folder does not
+    have are deleted before ``config.yml`` is written.
+
+    Args:
+        folder: The local model folder.
+        url: The destination folder, such as ``s3://bucket/models/foo``.
+        config: REMOTE finder settings for the store; ``None`` uses the
+            standard AWS variables.
+        overwrite: Replace what is stored under ``url``.
+
+    Raises:
+        NotADirectoryError: ``folder`` is not a folder.
+        RemoteStorageError: ``url`` already contains objects and ``overwrite`` is
+            false, or the store cannot be written.
+    """
+    source = Path(folder)
+    if not source.is_dir():
+        raise NotADirectoryError(
+            f"Cannot upload {str(source)!r}: it is not a folder. Pass the folder "
+            "that holds the saved model."
+        )
+    settings = remote_settings(config or {})
+    files = _local_files(source)
+    with _remote(url, settings) as (fs, path, shown):
+        existing = _existing_objects(fs, path)
+        if existing and not overwrite:
+            raise RemoteStorageError(
+                f"{shown} already holds {len(existing)} objects. Pass "
+                "overwrite=True to replace them, or upload to another URL.",
+                url=shown,
+            )
+        first = [name for name in files if name != CONFIG_FILE]
+        _put_files(fs, source, path, first, settings.max_concurrency)
+        stale = sorted(set(existing) - set(files))
+        if stale:
+            fs.rm([f"{path}/{name}" for name in stale])
+        if CONFIG_FILE in files:
+            _put_files(fs, source, path, [CONFIG_FILE], 1)
+    log.info("Uploaded %d files from %s to %s", len(files), source, shown)
+    return len(files)
+
+
+def download_folder(
+    url: str,
+    folder: str | os.PathLike[str],
+    *,
+    config: Mapping[str, Any] | None = None,
+) -> Path:
+    """Download the model at ``url`` into ``folder`` and return its path.
+
+    A URL that names an archive object is downloaded and extracted safely, so
+    ``folder`` always receives the model folder. The download goes to a
+    temporary folder beside ``folder`` and is renamed into place when complete.
+
+    Raises:
+        FileExistsError: ``folder`` exists and is not empty.
+        ModelNotFoundError: Nothing is stored at ``url``.
+        RemoteStorageError: The store cannot be read.
+        ArchiveError: ``url`` names an archive that is not valid.
+    """
+    target = Path(folder).absolute()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise FileExistsError(
+            f"Cannot download into {str(target)!r}: it exists and is not an empty "
+            "folder. Pass a new or empty folder."
+        )
+    settings = remote_settings(config or {})
+    with _remote(url, settings) as (fs, path, shown):
+        listing = list_model(fs, path, shown)
+        if listing is None:
+            raise missing_location(fs, split_url(url)[0], path, shown)
+        temp = new_temp_dir(target.parent, target.name)
+        try:
+            progress = Progress(listing, settings.progress, settings.progress_interval)
+            download_objects(fs, listing, temp, settings.max_concurrency, progress)
+            model = temp
+            if listing.kind == "archive":
+                archive = temp / listing.objects[0].relative
+                model = extract_model_archive(archive, temp / "cache", settings.limits)
+            if target.exists():
+                target.rmdir()
+            os.rename(model, target)
+        finally:
+            remove_tree(temp)
+    return target
+
+
+@contextmanager
+def _remote(url: str, settings: RemoteSettings) -> Iterator[tuple[Any, str, str]]:
+    """Yield the file system, the path and the printable URL of ``url``, and
+    turn the file system's errors into :class:`RemoteStorageError`."""
+    protocol = split_url(url)[0]
+    options = filesystem_options(
+        protocol,
+        settings.storage_options,
+        endpoint_url=settings.endpoint_url,
+        region=settings.region,
+        anonymous=settings.anonymous,
+        profile=settings.profile,
+    )
+    shown = display_url(url)
+    fs = make_filesystem(protocol, options)
+    path = fs_path(fs, url)
+    try:
+        yield fs, path, shown
+    except (CaikitMMError, FileExistsError, ImportError):
+        raise
+    except FileNotFoundError:
+        raise missing_location(fs, protocol, path, shown) from None
+    except Exception as exc:
+        endpoint = describe_endpoint(protocol, settings.endpoint_url)
+        raise translate_error(exc, shown, secrets_of(options), endpoint) from None
+
+
+def _local_files(source: Path) -> list[str]:
+    files = []
+    for root, _dirs, names in os.walk(source):
+        for name in names:
+            relative = Path(root, name).relative_to(source)
+            files.append(relative.as_posix())
+    return sorted(files)
+
+
+def _existing_objects(fs: Any, path: str) -> list[str]:
+    fs.invalidate_cache(path)
+    prefix = f"{path}/"
+    found = fs.find(path, withdirs=False)
+    return [name[len(prefix) :] for name in found if name.startswith(prefix)]
+
+
+def _put_files(
+    fs: Any, source: Path, path: str, names: list[str], concurrency: int
+) -> None:
+    if not names:
+        return
+    workers = max(1, min(concurrency, len(names)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="caikit-mm-up") as pool:
+        futures = [
+            pool.submit(fs.put_file, str(source / name), f"{path}/{name}")
+            for name in names
+        ]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        for future in done:
+            future.result()
