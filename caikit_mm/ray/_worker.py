@@ -1,0 +1,59 @@
+"""Code that runs on the Ray cluster for the RAY trainer, in a task or a job.
+
+It imports neither Ray nor anything heavy at the top: Ray workers import this
+module to run :func:`train_in_task`, and the job entrypoint imports it first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Final
+
+from ..model_management._training_common import discard_folder, make_temp_folder
+from ..model_management.training import run_train
+
+if TYPE_CHECKING:
+    from ..modules import ModuleBase
+
+log = logging.getLogger(__name__)
+
+# First value a training task yields, so the caller sees that it started.
+STARTED: Final = "caikit_mm.training.started"
+
+
+def train_in_task(
+    module_class: type[ModuleBase],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    final_path: str | None,
+) -> Iterator[Any]:
+    """Train in a Ray task: yield :data:`STARTED`, then the outcome.
+
+    With ``final_path`` the model is saved into a new temporary folder beside it
+    and the outcome is ``{"temp_path": folder}``; the caller renames the folder
+    into place, so a job cancelled meanwhile never commits. Without it the
+    outcome is the trained model itself.
+    """
+    yield STARTED
+    model = run_train(module_class, args, kwargs, threading.Event())
+    if final_path is None:
+        yield model
+        return
+    yield {"temp_path": save_to_temp(model, final_path)}
+
+
+def save_to_temp(model: ModuleBase, final_path: str) -> str:
+    """Save ``model`` into a new temporary folder beside ``final_path``.
+
+    Returns:
+        The temporary folder. A failed or interrupted save deletes it.
+    """
+    temp = make_temp_folder(final_path)
+    try:
+        model.save(temp)
+    except BaseException:
+        discard_folder(temp)
+        raise
+    return temp
