@@ -1,9 +1,340 @@
-"""The ``caikit-mm train`` subcommand (placeholder until the LOCAL trainer lands)."""
+"""The ``caikit-mm train`` subcommand: train a module and follow the job to its end.
+
+The training runs inside this command, in a thread or in a child process as
+the trainer's configuration says, so the command always waits for it. While it
+runs, a progress indicator goes to standard error on a terminal, or one line
+per status change (and one every 30 seconds) otherwise. At the end the job's id,
+final status and save path print as JSON on standard output. Ctrl-C cancels the
+job, and the exit status is 0 only for a COMPLETED job.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final, TextIO
+
+from .cli import command, make_manager, print_json
+
+POLL_SECONDS: Final = 0.1
+HEARTBEAT_SECONDS: Final = 30.0
+INTERRUPTED_EXIT: Final = 130
+SPINNER: Final = "|/-\\"
 
 
 def add_parser(sub: Any) -> None:
     """Add the ``train`` subcommand to the parser."""
+    train = sub.add_parser(
+        "train",
+        help="train a module, save the model and report where",
+        description=(
+            "Train MODULE with the configured trainer and save the model to the "
+            "save path. The job runs inside this command, which waits for it; "
+            "Ctrl-C cancels it."
+        ),
+    )
+    train.add_argument(
+        "module",
+        metavar="MODULE",
+        help="module id registered by an installed module library, or "
+        "package.module:Class",
+    )
+    train.add_argument(
+        "--save-path", required=True, metavar="DIR", help="folder to save the model to"
+    )
+    train.add_argument("--trainer", help="trainer instance name (default: default)")
+    train.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument of the module's train; VALUE is parsed as JSON when "
+        "it is valid JSON, else taken as a string; repeat for more",
+    )
+    train.add_argument(
+        "--save-with-id",
+        action="store_true",
+        help="save under DIR/<training id>",
+    )
+    train.add_argument(
+        "--model-name", help="name of the model's folder, last in the path"
+    )
+    train.add_argument("--training-id", help="the job's id (default: generated)")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a model that already exists at the save path",
+    )
+    train.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the job to finish; this is always done, because the job "
+        "runs inside this command",
+    )
+    train.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="cancel the job if it has not finished after SECONDS",
+    )
+
+
+@command("train")
+def _train(args: argparse.Namespace) -> int:
+    from .model_management.training import TrainingStatus
+
+    params = parse_params(args.param)
+    module_class = resolve_module(args.module)
+    manager = make_manager(args)
+    with _sigint_as_flag() as sigint:
+        future = manager.train(
+            module_class,
+            trainer=args.trainer,
+            save_path=args.save_path,
+            save_with_id=args.save_with_id,
+            model_name=args.model_name,
+            training_id=args.training_id,
+            overwrite=args.overwrite,
+            **params,
+        )
+        interrupted = _follow(future, args.timeout, sigint, sys.stderr)
+    trainer = manager.get_trainer(args.trainer)
+    info = future.info()
+    print_json(
+        {
+            "training_id": future.id,
+            "trainer": trainer.instance_name,
+            "module_id": module_class.MODULE_ID,
+            "status": info.status.value,
+            "save_path": future.save_path,
+            "submission_time": info.submission_time.isoformat(),
+            "completion_time": (
+                info.completion_time.isoformat() if info.completion_time else None
+            ),
+            "errors": info.errors,
+        }
+    )
+    if interrupted:
+        return INTERRUPTED_EXIT
+    if info.status is not TrainingStatus.COMPLETED:
+        detail = f": {info.errors[0]}" if info.errors else ""
+        print(
+            f"caikit-mm train: training {future.id} {info.status.value}{detail}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """Turn ``KEY=VALUE`` strings into keyword arguments.
+
+    Raises:
+        ValueError: An item has no ``=``, its key is not a Python identifier, or
+            a key repeats.
+    """
+    params: dict[str, Any] = {}
+    for item in items:
+        key, separator, text = item.partition("=")
+        key = key.strip()
+        if not separator or not key.isidentifier():
+            raise ValueError(
+                f"--param {item!r} is not KEY=VALUE with KEY a Python identifier; "
+                "for example --param C=0.5 or --param 'layers=[64, 32]'."
+            )
+        if key in params:
+            raise ValueError(f"--param {key} is given twice; give each key once.")
+        params[key] = _parse_value(text)
+    return params
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def resolve_module(name: str) -> Any:
+    """Return the module class for a registered module id or ``package.module:Class``.
+
+    Raises:
+        ModuleNotRegisteredError: ``name`` is neither a registered id nor a
+            ``module:Class`` path.
+        TypeError: The ``module:Class`` path names something that is not a
+            module class.
+    """
+    from .errors import ModuleNotRegisteredError
+    from .model_management._subprocess_worker import resolve
+    from .modules import MODULE_REGISTRY, ModuleBase
+
+    try:
+        return MODULE_REGISTRY.get(name)
+    except ModuleNotRegisteredError:
+        module_name, separator, qualname = name.partition(":")
+        if not separator or not module_name or not qualname:
+            raise
+    target = resolve(module_name, qualname)
+    if not (isinstance(target, type) and issubclass(target, ModuleBase)):
+        raise TypeError(
+            f"{name} is {target!r}, not a ModuleBase subclass. Name a module class, "
+            "or pass a registered module id."
+        )
+    return target
+
+
+@contextmanager
+def _sigint_as_flag() -> Iterator[threading.Event]:
+    """Turn Ctrl-C into an event that :func:`_follow` checks at every poll.
+
+    A ``KeyboardInterrupt`` can arrive between any two statements, such as
+    just after the job started and before anything could cancel it, whereas
+    the event is always seen. A second Ctrl-C raises ``KeyboardInterrupt``,
+    to stop waiting for a cancelled job. A SIGINT that this process ignores, as
+    a background job of a shell does, stays ignored.
+    """
+    pressed = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ):
+        yield pressed
+        return
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _follow(
+    future: Any, timeout: float | None, sigint: threading.Event, stream: TextIO
+) -> bool:
+    """Show the job's status until it is terminal; return whether Ctrl-C stopped it."""
+    display = _make_display(future.id, stream)
+    started = time.monotonic()
+    while not future.done():
+        if sigint.is_set():
+            display.close()
+            print(
+                f"caikit-mm train: interrupted; canceling training {future.id}",
+                file=stream,
+            )
+            _cancel(future)
+            print(f"caikit-mm train: training {future.id} canceled", file=stream)
+            return True
+        elapsed = time.monotonic() - started
+        if timeout is not None and elapsed >= timeout:
+            display.close()
+            print(
+                f"caikit-mm train: timed out after {timeout:g} s; canceling "
+                f"training {future.id}",
+                file=stream,
+            )
+            _cancel(future)
+            return False
+        display.update(future.status.value, elapsed)
+        try:
+            future.wait(POLL_SECONDS)
+        except TimeoutError:
+            continue
+    # A short job can end between two polls, so the final status is shown too.
+    display.update(future.status.value, time.monotonic() - started)
+    display.close()
+    return False
+
+
+def _cancel(future: Any) -> None:
+    future.cancel()
+    join = getattr(future, "join", None)
+    if callable(join):
+        # Let a subprocess end, so nothing outlives the command.
+        join(timeout=60)
+
+
+class _Lines:
+    """Status lines for a log or a pipe: one per change, one per heartbeat."""
+
+    def __init__(self, training_id: str, stream: TextIO) -> None:
+        self._id = training_id
+        self._stream = stream
+        self._status = ""
+        self._last = 0.0
+
+    def update(self, status: str, elapsed: float) -> None:
+        if status != self._status or elapsed - self._last >= HEARTBEAT_SECONDS:
+            suffix = f" ({elapsed:.0f} s)" if status == self._status else ""
+            print(f"caikit-mm train: {self._id} {status}{suffix}", file=self._stream)
+            self._stream.flush()
+            self._status, self._last = status, elapsed
+
+    def close(self) -> None:
+        return None
+
+
+class _Spinner:
+    """A one-line indicator for a terminal: status and elapsed time, redrawn."""
+
+    def __init__(self, training_id: str, stream: TextIO) -> None:
+        self._id = training_id
+        self._stream = stream
+        self._ticks = 0
+        self._width = 0
+
+    def update(self, status: str, elapsed: float) -> None:
+        frame = SPINNER[self._ticks % len(SPINNER)]
+        self._ticks += 1
+        line = f"{frame} training {self._id}: {status} {elapsed:.1f} s"
+        self._stream.write("\r" + line.ljust(self._width))
+        self._stream.flush()
+        self._width = len(line)
+
+    def close(self) -> None:
+        if self._width:
+            self._stream.write("\r" + " " * self._width + "\r")
+            self._stream.flush()
+            self._width = 0
+
+
+class _Tqdm:
+    """The indicator drawn by tqdm, when the ``progress`` extra is installed."""
+
+    def __init__(self, training_id: str, stream: TextIO) -> None:
+        from tqdm import tqdm
+
+        self._id = training_id
+        self._bar = tqdm(
+            total=None,
+            desc=f"training {training_id}",
+            bar_format="{desc} {elapsed}",
+            file=stream,
+            leave=False,
+        )
+
+    def update(self, status: str, elapsed: float) -> None:
+        self._bar.set_description_str(f"training {self._id}: {status}", refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _make_display(training_id: str, stream: TextIO) -> _Lines | _Spinner | _Tqdm:
+    if not stream.isatty():
+        return _Lines(training_id, stream)
+    try:
+        return _Tqdm(training_id, stream)
+    except ImportError:
+        return _Spinner(training_id, stream)

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
 from .config import ConfigSource, ManagerConfig, global_config, load_config
-from .errors import UnknownInstanceError
+from .errors import TrainingNotFoundError, UnknownInstanceError
 from .model_management import REGISTRIES, ModelFinder, ModelInitializer, ModelTrainer
+from .model_management._training_common import (
+    TrainingIndex,
+    trainer_name_from_id,
+    unknown_training,
+)
 from .model_management.base import ValidationContext, _Plugin
+from .model_management.training import ModelFuture
 from .modules import ModuleBase, ModuleConfig
 from .registry import BUILTIN, PluginRegistry
 
@@ -135,6 +142,7 @@ class ModelManager:
         self._aliases: dict[Hashable, Any] = {}
         self._alias_keys: dict[Hashable, list[Hashable]] = {}
         self._pending: dict[Hashable, _Pending] = {}
+        self._trainings = TrainingIndex()
 
     # Named instances ----------------------------------------------------------
 
@@ -155,6 +163,101 @@ class ModelManager:
     def get_trainer(self, name: str | ModelTrainer | None = None) -> ModelTrainer:
         """Return the trainer called ``name`` ("default" for ``None``)."""
         return self._trainers.get(name)
+
+    # Training -----------------------------------------------------------------
+
+    def train(
+        self,
+        module: type[ModuleBase] | str,
+        *args: Any,
+        trainer: str | ModelTrainer | None = None,
+        save_path: str | os.PathLike[str] | None = None,
+        save_with_id: bool = False,
+        model_name: str | None = None,
+        wait: bool = False,
+        training_id: str | None = None,
+        overwrite: bool = False,
+        **kwargs: Any,
+    ) -> ModelFuture:
+        """Start training a module and return the job's future at once.
+
+        Args:
+            module: A :class:`ModuleBase` subclass, or a registered module id.
+            *args: Positional arguments of the module's ``train``.
+            trainer: Trainer instance name or instance; ``None`` means "default".
+            save_path: Base folder of the saved model; ``None`` keeps the model
+                in memory only, which a trainer that runs the job elsewhere
+                rejects.
+            save_with_id: Save under ``save_path/<training id>``.
+            model_name: Name of the model's own folder, last in the path.
+            wait: Return only once the job is terminal; check the future's
+                status, or call ``load()`` to get the model or the error.
+            training_id: The job's id; the trainer generates one when ``None``.
+                An id is reusable once its earlier job is terminal.
+            overwrite: Replace an existing model at the final path once the new
+                one is saved; otherwise a non-empty folder there is an error,
+                raised before training starts.
+            **kwargs: Keyword arguments of the module's ``train``.
+
+        Raises:
+            ModuleNotRegisteredError: ``module`` is an id no library registers.
+            UnknownInstanceError: ``trainer`` is not configured.
+            TrainingIdInUseError: ``training_id`` belongs to a job that is not
+                terminal; that job is left untouched.
+            SavePathExistsError: The final save path holds something and
+                ``overwrite`` is false.
+        """
+        module_class = _module_class(module)
+        trainer_obj = self.get_trainer(trainer)
+        kwargs.update(save_path=save_path, save_with_id=save_with_id)
+        kwargs["model_name"] = model_name
+        if overwrite:
+            kwargs["overwrite"] = True
+        if training_id is None:
+            future = trainer_obj.train(module_class, *args, **kwargs)
+            self._trainings.record(future, trainer_obj)
+        else:
+            # One id must not start twice, even on two trainers at once.
+            with self._trainings.lock:
+                self._trainings.check_free(training_id)
+                future = trainer_obj.train(
+                    module_class, *args, training_id=training_id, **kwargs
+                )
+                self._trainings.record(future, trainer_obj)
+        if wait:
+            future.wait()
+        return future
+
+    def get_model_future(self, training_id: str) -> ModelFuture:
+        """Return the future of a training started on any trainer instance.
+
+        The trainer that started the job through this manager is asked first,
+        then the trainer a generated id names (``<trainer name>-<uuid4 hex>``),
+        then every trainer built so far.
+
+        Raises:
+            TrainingNotFoundError: No trainer knows the id; the message names
+                the trainers asked.
+        """
+        asked: list[str] = []
+        for candidate in self._training_candidates(training_id):
+            asked.append(candidate.instance_name)
+            try:
+                return candidate.get_model_future(training_id)
+            except TrainingNotFoundError:
+                continue
+        raise unknown_training(training_id, asked)
+
+    def _training_candidates(self, training_id: str) -> list[ModelTrainer]:
+        candidates: list[ModelTrainer] = []
+        owner = self._trainings.owner(training_id)
+        if owner is not None:
+            candidates.append(owner)
+        named = trainer_name_from_id(training_id)
+        if named is not None and named in self._trainers.names():
+            candidates.append(self.get_trainer(named))
+        candidates.extend(self._trainers.built())
+        return list(dict.fromkeys(candidates))
 
     # Loading ------------------------------------------------------------------
 
@@ -348,6 +451,19 @@ class ModelManager:
                 (time.perf_counter() - start) * 1000,
             )
         return model
+
+
+def _module_class(module: type[ModuleBase] | str) -> type[ModuleBase]:
+    if isinstance(module, str):
+        from .modules import MODULE_REGISTRY
+
+        return MODULE_REGISTRY.get(module)
+    if isinstance(module, type) and issubclass(module, ModuleBase):
+        return module
+    raise TypeError(
+        f"module must be a ModuleBase subclass or a registered module id, got "
+        f"{type(module).__name__}: {module!r:.60}. Pass the class, or its MODULE_ID."
+    )
 
 
 def _describe_path(model_path: Any) -> str:
