@@ -1,7 +1,7 @@
 """The ``caikit-mm train`` subcommand: train a module and follow the job to its end.
 
 The training runs inside this command, in a thread or in a child process as
-the trainer's configuration says, so the command always waits for it. While it
+the trainer's configuration selects, so the command always waits for it. While it
 runs, a progress indicator goes to standard error on a terminal, or one line
 per status change (and one every 30 seconds) otherwise. At the end the job's id,
 final status and save path print as JSON on standard output. Ctrl-C cancels the

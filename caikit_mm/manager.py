@@ -66,7 +66,8 @@ class _Factory(Generic[P]):
         if isinstance(candidate, self._registry.base):
             return candidate  # type: ignore[no-any-return]
         raise TypeError(
-            f"{self.role} must be an instance name or a {self._registry.base.__name__}, "
+            f"{self.role} must be an instance name or a "
+            f"{self._registry.base.__name__}, "
             f"got {type(candidate).__name__}: {candidate!r:.60}. Pass one of: "
             f"{', '.join(self.names())}."
         )

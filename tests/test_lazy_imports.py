@@ -7,7 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ["fsspec", "s3fs", "botocore", "ray", "torch", "transformers", "tqdm", "sklearn"]
+HEAVY = [
+    "fsspec",
+    "s3fs",
+    "botocore",
+    "ray",
+    "torch",
+    "transformers",
+    "tqdm",
+    "sklearn",
+]
 
 
 def imported_after(code: str) -> list[str]:

@@ -39,7 +39,11 @@ INITIALIZERS: Final[PluginRegistry[ModelInitializer]] = PluginRegistry(
     },
 )
 
-REGISTRIES: Final[dict[str, PluginRegistry[Any]]] = {"trainer": TRAINERS, "finder": FINDERS, "initializer": INITIALIZERS}
+REGISTRIES: Final[dict[str, PluginRegistry[Any]]] = {
+    "trainer": TRAINERS,
+    "finder": FINDERS,
+    "initializer": INITIALIZERS,
+}
 
 __all__ = [
     "FINDERS",

@@ -91,10 +91,11 @@ class LocalModelInitializer(ModelInitializer):
             cls = implementations.get(backend_type)
             if cls is not None and model_backend in cls.SUPPORTED_LOAD_BACKENDS:
                 return cls, self._backend(index)
+        tried = [backend_type for backend_type, _ in self._priority]
         raise NoMatchingBackendError(
             f"No backend can load module {module_config.module_id!r} saved by backend "
             f"{model_backend!r} (from {_source(module_config)}). Initializer "
-            f"{self.instance_name!r} tries backends {[t for t, _ in self._priority]}; the module has "
+            f"{self.instance_name!r} tries backends {tried}; the module has "
             + ", ".join(
                 f"{b} (loads {list(c.SUPPORTED_LOAD_BACKENDS)})"
                 for b, c in sorted(implementations.items())
