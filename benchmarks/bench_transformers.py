@@ -13,8 +13,8 @@ Two workloads, each timed interleaved with its baseline in one process:
   on the same folder;
 - embed: 1,000 short sentences through the loaded module's ``run`` against the
   same model called directly (tokenizer, forward pass, mean pooling and L2
-  normalization, as the model's sentence-transformers files ask), both with
-  batches of 32; then once more against the direct call on the texts sorted
+  normalization, as the model's sentence-transformers files ask). Both use
+  batches of 32. A second comparison gives the direct call the texts sorted
   by length, as the module batches them.
 
 It prints one JSON object with medians, the ratio of the medians
