@@ -94,3 +94,15 @@ def save_broken(folder: Path, attempts: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     save_config(BrokenLoad(), str(folder), attempts=str(attempts))
     return str(folder)
+
+
+class FailsInWorker:
+    """Pickles here, but unpickling it raises, so a Ray task that receives it
+    fails before its function runs."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (_raise_on_unpickle, ("FailsInWorker cannot be unpickled",))
+
+
+def _raise_on_unpickle(message: str) -> None:
+    raise RuntimeError(message)

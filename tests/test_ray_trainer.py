@@ -7,11 +7,12 @@ paths, which need no cluster.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ray_modules import Interruptible
+from ray_modules import FailsInWorker, Interruptible
 from ray_support import RUNTIME_ENV
 from training_modules import Echo, Failing, TwoPartError, wait_for_file
 
@@ -40,6 +41,13 @@ def manager(ray_local: Any) -> ModelManager:
     return ModelManager(ray_config())
 
 
+def wait_for_status(future: Any, status: TrainingStatus) -> None:
+    deadline = time.monotonic() + WAIT
+    while future.status is not status:
+        assert time.monotonic() < deadline, f"{future!r} never became {status}"
+        time.sleep(0.01)
+
+
 # Configuration ----------------------------------------------------------------
 
 
@@ -64,6 +72,7 @@ def test_default_config_has_ray_instances() -> None:
         ("poll_interval", "soon", "invalid duration 'soon'"),
         ("tls_verify", 3, "tls_verify must be true, false or the path"),
         ("shared_paths", ["relative/dir"], "list of absolute folder paths"),
+        ("storage_finder", "", "storage_finder must be a non-empty string"),
         ("adress", "auto", "unknown key(s) 'adress'"),
     ],
 )
@@ -120,13 +129,6 @@ def test_shared_path_accepted_for_remote_cluster(tmp_path: Path) -> None:
     )
 
 
-def test_url_save_path_rejected(manager: ModelManager, tmp_path: Path) -> None:
-    with pytest.raises(ValueError) as caught:
-        manager.train(Echo, trainer="ray", save_path="s3://bucket/models")
-    assert "'s3://bucket/models'" in str(caught.value)
-    assert "shared folder" in str(caught.value)
-
-
 # Task mode --------------------------------------------------------------------
 
 
@@ -163,6 +165,13 @@ def test_task_failure_keeps_exception(manager: ModelManager, tmp_path: Path) -> 
     assert not (tmp_path / "f").exists()
 
 
+def test_task_failing_before_start(manager: ModelManager) -> None:
+    future = manager.train(Echo, trainer="ray", value=FailsInWorker(), wait=True)
+    assert future.status is TrainingStatus.ERRORED
+    assert future.info().start_time is None
+    assert "FailsInWorker cannot be unpickled" in str(future.exception())
+
+
 def test_task_unpicklable_error(manager: ModelManager, tmp_path: Path) -> None:
     future = manager.train(
         Failing, trainer="ray", save_path=tmp_path / "f", unpicklable=True, wait=True
@@ -183,7 +192,8 @@ def test_task_cancel(manager: ModelManager, tmp_path: Path) -> None:
         stopped=str(stopped),
     )
     wait_for_file(marker)
-    assert future.status is TrainingStatus.RUNNING
+    # The watcher reports RUNNING shortly after the task starts.
+    wait_for_status(future, TrainingStatus.RUNNING)
     done = threading.Event()
     future.add_done_callback(lambda _: done.set())
     future.cancel()

@@ -40,6 +40,7 @@ TRAINER_DEFAULTS: Final[Mapping[str, Any]] = {
     "cancel_grace_period": "10s",
     "retention_duration": "7d",
     "tls_verify": True,
+    "storage_finder": "s3",
 }
 
 INITIALIZER_DEFAULTS: Final[Mapping[str, Any]] = {
@@ -128,11 +129,11 @@ class ClusterSettings:
             num_gpus=float(values["num_gpus"]),
             memory=parse_bytes(values["memory"]) or None,
             resources={str(k): float(v) for k, v in dict(values["resources"]).items()},
-            runtime_env=_plain(values["runtime_env"] or {}),
+            runtime_env=plain(values["runtime_env"] or {}),
             auth_token_env=str(values["auth_token_env"] or ""),
             auth_token_file=str(values["auth_token_file"] or ""),
             shared_paths=tuple(str(path) for path in values["shared_paths"] or ()),
-            init_options=_plain(values["init_options"] or {}),
+            init_options=plain(values["init_options"] or {}),
         )
 
     def ray_resources(self) -> dict[str, Any]:
@@ -182,11 +183,12 @@ def _bytes_message(value: object) -> str:
     )
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """Copy nested mappings and lists into plain ``dict`` and ``list`` objects."""
     if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
+        return {str(key): plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     return value
 
 

@@ -2,15 +2,21 @@
 
 The task is a streaming generator: it yields a marker when it starts, which
 moves the future from QUEUED to RUNNING, and then its outcome. A daemon thread
-per job watches the task and records the outcome on the future.
+per running job watches the task and records the outcome on the future. The
+watcher learns that a value is ready from ``ray.wait`` and usually fetches
+only the outcome. It fetches the marker too when the outcome does not follow
+at once, because only then can the first value be an error that ended the
+task before ``train`` ran.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import TrainingProcessError
@@ -20,12 +26,69 @@ from ._cluster import import_ray, remote_cause
 
 if TYPE_CHECKING:
     from ..modules import ModuleBase
+    from ._worker import UploadTarget
     from .trainer import RayModelTrainer
 
 log = logging.getLogger(__name__)
 
 # How often the watcher wakes up while it waits, to force a cancel in time.
 WATCH_INTERVAL_SECONDS: Final = 0.5
+# How long the watcher waits for the outcome after the first value, before it
+# fetches that value. A short training then costs one fetch instead of two.
+FAST_FINISH_SECONDS: Final = 0.005
+# How long an idle watcher thread waits for another training before it exits.
+WATCHER_IDLE_SECONDS: Final = 60.0
+
+
+class WatcherThreads:
+    """Daemon threads that watch training tasks, reused from one to the next.
+
+    Starting a new thread for each training is a visible share of the
+    overhead of a short training (see ``benchmarks/bench_ray.py``), so an idle
+    watcher takes the next training instead. A watcher with nothing to do for
+    ``idle_seconds`` exits.
+    """
+
+    def __init__(self, idle_seconds: float = WATCHER_IDLE_SECONDS) -> None:
+        self._idle_seconds = idle_seconds
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], str]] = (
+            queue.SimpleQueue()
+        )
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, watch: Callable[[], None], name: str) -> None:
+        """Run ``watch`` in an idle watcher, or in a new one if none is idle."""
+        with self._lock:
+            reuse = self._idle > 0
+            if reuse:
+                self._idle -= 1
+        self._jobs.put((watch, name))
+        if not reuse:
+            threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                watch, name = self._jobs.get(timeout=self._idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:
+                        self._idle -= 1
+                        return
+                # A submit counted on this thread just now: its job is queued.
+                continue
+            threading.current_thread().name = name
+            try:
+                watch()
+            except Exception:
+                log.exception("Watcher %s failed", name)
+            threading.current_thread().name = "caikit-mm-ray-watcher-idle"
+            with self._lock:
+                self._idle += 1
+
+
+_WATCHERS: Final = WatcherThreads()
 
 
 @functools.lru_cache(maxsize=1)
@@ -55,8 +118,10 @@ class RayTaskFuture(BaseModelFuture):
         training_id: str,
         save_path: str | None,
         overwrite: bool,
+        upload: UploadTarget | None = None,
     ) -> None:
         super().__init__(training_id, save_path, trainer.instance_name)
+        self._upload = upload
         self.module_class = module_class
         self._trainer = trainer
         self._arguments: tuple[tuple[Any, ...], dict[str, Any]] | None = (args, kwargs)
@@ -68,7 +133,7 @@ class RayTaskFuture(BaseModelFuture):
         self._load_lock = threading.Lock()
 
     def start(self) -> None:
-        """Submit the task and start the thread that watches it.
+        """Submit the task and hand it to a watcher thread.
 
         Raises:
             TypeError: The module class or an argument cannot be serialized.
@@ -87,7 +152,11 @@ class RayTaskFuture(BaseModelFuture):
         function = _task_function().options(**options)
         try:
             self._generator = function.remote(
-                self.module_class, args, kwargs, self.save_path
+                self.module_class,
+                args,
+                kwargs,
+                None if self._upload else self.save_path,
+                self._upload,
             )
         except TypeError as exc:
             raise TypeError(
@@ -95,9 +164,7 @@ class RayTaskFuture(BaseModelFuture):
                 f"or its arguments to Ray ({exc}). Pass serializable values such "
                 "as data, paths and models."
             ) from exc
-        threading.Thread(
-            target=self._watch, name=f"caikit-mm-ray-train-{self.id}", daemon=True
-        ).start()
+        _WATCHERS.submit(self._watch, f"caikit-mm-ray-train-{self.id}")
 
     # The watcher thread -----------------------------------------------------------
 
@@ -106,10 +173,7 @@ class RayTaskFuture(BaseModelFuture):
 
         started = time.perf_counter()
         try:
-            marker = self._next_value()
-            log.debug("Training %s started in Ray: %s", self.id, marker)
-            self._mark_running()
-            outcome = self._next_value()
+            outcome = self._wait_for_outcome()
         except RayTaskError as exc:
             cause = remote_cause(exc)
             if isinstance(cause, TaskCancelledError):
@@ -132,13 +196,48 @@ class RayTaskFuture(BaseModelFuture):
             self._finish_with(outcome)
         self._log_outcome(started)
 
-    def _next_value(self) -> Any:
-        """Wait for the generator's next value, forcing a cancel after the grace."""
+    def _wait_for_outcome(self) -> Any:
+        """Wait for the task's outcome and mark the job RUNNING once it starts.
+
+        The task yields the start marker and then the outcome; a task that
+        failed before ``train`` ran yields only its error. So a second value
+        proves that the first was the marker, and the marker is fetched only
+        when the second value is not there within ``FAST_FINISH_SECONDS``.
+
+        Raises:
+            RayError: The task failed, was cancelled or its worker died.
+            TrainingProcessError: The task ended without an outcome.
+        """
+        ray = import_ray()
+        self._wait_for_next_value()
+        first = next(self._generator)
+        ready, _ = ray.wait([self._generator], timeout=FAST_FINISH_SECONDS)
+        if not ready:
+            ray.get(first)  # raises the error of a task that never started
+            self._mark_running()
+            self._wait_for_next_value()
+        try:
+            outcome = next(self._generator)
+        except StopIteration:
+            marker = ray.get(first)  # raises the error of a task that never started
+            raise TrainingProcessError(
+                f"training {self.id!r} ended its Ray task after yielding {marker!r} "
+                "and no outcome."
+            ) from None
+        self._mark_running()
+        return ray.get(outcome)
+
+    def _wait_for_next_value(self) -> None:
+        """Wait until the generator's next value is ready, or the task ended.
+
+        A cancelled task still running after the grace period is cancelled
+        again with ``force=True``.
+        """
         ray = import_ray()
         while True:
             ready, _ = ray.wait([self._generator], timeout=WATCH_INTERVAL_SECONDS)
             if ready:
-                return ray.get(next(self._generator))
+                return
             if self._force_at is not None and time.monotonic() >= self._force_at:
                 self._force_at = None
                 log.warning(
@@ -152,6 +251,17 @@ class RayTaskFuture(BaseModelFuture):
         if self.save_path is None:
             self._model = outcome
             self._complete()
+            return
+        if self._upload is not None:
+            if not self._complete():
+                # NOTE: nothing deletes objects from the store yet, so a model
+                # whose upload ended before the cancel reached the task stays.
+                log.warning(
+                    "Training %s was canceled after its model was uploaded to %s; "
+                    "the uploaded model was not deleted",
+                    self.id,
+                    outcome["url"],
+                )
             return
         temp = outcome["temp_path"]
         save_path = self.save_path
@@ -216,5 +326,8 @@ class RayTaskFuture(BaseModelFuture):
             return self._model
         with self._load_lock:
             if self._model is None:
-                self._model = self._trainer.manager.load(self.save_path, cache=False)
+                finder = self._trainer.storage_finder if self._upload else None
+                self._model = self._trainer.manager.load(
+                    self.save_path, finder=finder, cache=False
+                )
             return self._model

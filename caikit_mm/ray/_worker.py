@@ -7,8 +7,10 @@ module to run :func:`train_in_task`, and the job entrypoint imports it first.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from ..model_management._training_common import discard_folder, make_temp_folder
@@ -28,20 +30,70 @@ def train_in_task(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     final_path: str | None,
+    upload: UploadTarget | None = None,
 ) -> Iterator[Any]:
     """Train in a Ray task: yield :data:`STARTED`, then the outcome.
 
     With ``final_path`` the model is saved into a new temporary folder beside it
     and the outcome is ``{"temp_path": folder}``; the caller renames the folder
-    into place, so a job cancelled meanwhile never commits. Without it the
-    outcome is the trained model itself.
+    into place, so a job cancelled meanwhile never commits. With ``upload`` the
+    model is saved into a temporary folder on this node, uploaded to its URL,
+    and the outcome is ``{"url": url}``. Without either the outcome is the
+    trained model itself.
     """
     yield STARTED
     model = run_train(module_class, args, kwargs, threading.Event())
+    if upload is not None:
+        yield {"url": save_to_url(model, upload)}
+        return
     if final_path is None:
         yield model
         return
     yield {"temp_path": save_to_temp(model, final_path)}
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where a training on the cluster uploads its model.
+
+    Attributes:
+        url: The model's folder in the object store, such as
+            ``s3://bucket/models/foo``.
+        storage_config: Settings of the REMOTE finder that names the store
+            (``endpoint_url``, ``region``, ``storage_options`` and so on).
+        overwrite: Replace objects already stored under ``url``.
+    """
+
+    url: str
+    storage_config: dict[str, Any]
+    overwrite: bool = False
+
+
+def save_to_url(model: ModuleBase, target: UploadTarget) -> str:
+    """Save ``model`` into a temporary folder here and upload it to its URL.
+
+    Returns:
+        The URL. The temporary folder is deleted whether the upload works or
+        not.
+
+    Raises:
+        RemoteStorageError: The URL already holds objects and ``overwrite`` is
+            false, or the store cannot be written.
+    """
+    from ..storage.transfer import upload_folder
+
+    temp = tempfile.mkdtemp(prefix="caikit-mm-upload-")
+    try:
+        model.save(temp)
+        upload_folder(
+            temp,
+            target.url,
+            config=target.storage_config,
+            overwrite=target.overwrite,
+        )
+    finally:
+        discard_folder(temp)
+    return target.url
 
 
 def save_to_temp(model: ModuleBase, final_path: str) -> str:

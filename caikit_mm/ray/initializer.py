@@ -186,8 +186,8 @@ class RayModelInitializer(ModelInitializer):
                 f"Module config for {module_config.module_id!r} has no model_path, "
                 "so a Ray actor has nothing to load. Use ModuleConfig.load(folder)."
             )
-        # TODO: accept an object-store URL once the storage finder can hand one
-        # to the actor; for now the actor reads a folder path.
+        # A REMOTE finder's ModuleConfig names its download cache in this
+        # process, so the actor reads that folder like any other.
         try:
             check_reachable(
                 path,
@@ -198,7 +198,10 @@ class RayModelInitializer(ModelInitializer):
                 owner=self.cluster.owner,
             )
         except ValueError as exc:
-            raise RemoteModelError(str(exc)) from None
+            raise RemoteModelError(
+                f"{exc} A model from a REMOTE finder (such as s3) is read from "
+                "that finder's cache_dir, so set cache_dir to a shared folder."
+            ) from None
 
     def _attach(
         self,

@@ -11,7 +11,10 @@ Two modes share one future interface with the LOCAL trainer:
   and another process can follow the job by its training id.
 
 The saved model must be reachable from the workers and from this process: a
-path on this machine when the cluster runs here, or a shared folder.
+path on this machine when the cluster runs here, a shared folder, or (task
+mode) an object-store URL such as ``s3://bucket/models/foo``, which the task
+uploads the model to and ``load()`` reads back through the REMOTE finder named
+by ``storage_finder``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from ._cluster import (
     is_local_host,
     split_host_port,
 )
+from ._worker import UploadTarget
 
 if TYPE_CHECKING:
     from ..modules import ModuleBase
@@ -59,6 +63,7 @@ _CHECKS: Final[Mapping[str, settings.Check]] = {
     "poll_interval": settings.check_duration,
     "cancel_grace_period": settings.check_duration,
     "retention_duration": settings.check_optional_duration,
+    "storage_finder": settings.check_nonempty_string,
 }
 
 
@@ -87,6 +92,8 @@ class RayModelTrainer(ModelTrainer):
         cancel_grace_period: How long a cancelled training may take to stop
             before it is killed.
         retention_duration: How long finished futures stay listed.
+        storage_finder: Task mode: the REMOTE finder whose settings upload a
+            model to a ``save_path`` URL and load it back.
     """
 
     name: ClassVar[str] = "RAY"
@@ -103,6 +110,7 @@ class RayModelTrainer(ModelTrainer):
         self.poll_interval = settings.seconds(values["poll_interval"])
         self.cancel_grace_period = settings.seconds(values["cancel_grace_period"])
         self.tls_verify: bool | str = values["tls_verify"]
+        self.storage_finder = str(values["storage_finder"])
         retention = values["retention_duration"]
         self._jobs: TrainingJobs[BaseModelFuture] = TrainingJobs(
             instance_name,
@@ -148,8 +156,9 @@ class RayModelTrainer(ModelTrainer):
                 defined in a script's ``__main__`` is sent by value.
             *args: Positional arguments of ``module_class.train``.
             save_path: Base folder of the saved model, which the workers and
-                this process both reach. ``None`` (task mode only) returns the
-                model through Ray instead of saving it.
+                this process both reach, or (task mode) an object-store URL
+                that the task uploads the model to. ``None`` (task mode only)
+                returns the model through Ray instead of saving it.
             save_with_id: Save under ``save_path/<training id>``.
             model_name: Name of the model's own folder, last in the path.
             training_id: The job's id; ``<trainer name>-<uuid4 hex>`` when
@@ -161,7 +170,8 @@ class RayModelTrainer(ModelTrainer):
         Raises:
             ValueError: An invalid ``training_id``, ``save_path`` or
                 ``model_name``; a save path the cluster cannot reach; job mode
-                without ``save_path``.
+                without ``save_path`` or with a URL; a URL while
+                ``storage_finder`` names no REMOTE finder.
             SavePathExistsError: The final path holds something and
                 ``overwrite`` is false.
             TrainingIdInUseError: ``training_id`` belongs to a job of this
@@ -175,7 +185,10 @@ class RayModelTrainer(ModelTrainer):
         else:
             check_training_id(training_id)
         final_path = self._final_path(save_path, training_id, save_with_id, model_name)
-        if final_path is not None and self.mode != "job":
+        upload = None
+        if final_path is not None and is_url(final_path):
+            upload = UploadTarget(final_path, self._storage_config(), overwrite)
+        elif final_path is not None and self.mode != "job":
             # Job mode checks it after looking for a job of this training id,
             # whose finished model may already be there.
             check_save_path(final_path, overwrite)
@@ -185,7 +198,7 @@ class RayModelTrainer(ModelTrainer):
             )
         else:
             future = self._task_future(
-                module_class, args, kwargs, training_id, final_path, overwrite
+                module_class, args, kwargs, training_id, final_path, overwrite, upload
             )
         self._jobs.add(future)
         log.debug(
@@ -239,13 +252,9 @@ class RayModelTrainer(ModelTrainer):
         save_with_id: bool,
         model_name: str | None,
     ) -> str | None:
-        if save_path is not None and "://" in os.fspath(save_path):
-            # NOTE: object-store URLs (s3://...) are rejected until the storage
-            # package can upload a trained model; only shared folders work.
-            raise ValueError(
-                f"save_path {os.fspath(save_path)!r} is an URL; trainer "
-                f"{self.instance_name!r} (RAY) saves to a folder that the Ray "
-                "workers and this process both reach. Use a shared folder."
+        if save_path is not None and is_url(os.fspath(save_path)):
+            return self._final_url(
+                os.fspath(save_path), training_id, save_with_id, model_name
             )
         if save_path is None and self.mode == "job":
             raise ValueError(
@@ -255,6 +264,55 @@ class RayModelTrainer(ModelTrainer):
             )
         return build_save_path(save_path, training_id, save_with_id, model_name)
 
+    def _final_url(
+        self,
+        save_path: str,
+        training_id: str,
+        save_with_id: bool,
+        model_name: str | None,
+    ) -> str:
+        """Build ``save_path[/<training id>][/<model_name>]`` for a URL."""
+        if self.mode == "job":
+            # NOTE: a Ray job reads its payload from a file beside the save
+            # path, which an object store does not provide.
+            raise ValueError(
+                f"save_path {save_path!r} is a URL, but trainer "
+                f"{self.instance_name!r} runs trainings as Ray jobs, which save to a "
+                "folder that the cluster and this process both reach. Use a shared "
+                "folder, or a RAY trainer with mode: task to upload to a URL."
+            )
+        if model_name is not None and (
+            not model_name or "/" in model_name or model_name in (".", "..")
+        ):
+            raise ValueError(
+                f"model_name {model_name!r} must be one folder name, without '/'."
+            )
+        parts = [save_path.rstrip("/")]
+        if save_with_id:
+            parts.append(training_id)
+        if model_name:
+            parts.append(model_name)
+        return "/".join(parts)
+
+    def _storage_config(self) -> dict[str, Any]:
+        """Return the settings of the ``storage_finder`` REMOTE finder.
+
+        Raises:
+            ValueError: No finder of that name, or it is not a REMOTE finder.
+        """
+        finders = self.manager.config.section("finder")
+        entry = finders.get(self.storage_finder)
+        if entry is None or entry.get("type") != "REMOTE":
+            found = "not configured" if entry is None else f"of type {entry['type']}"
+            raise ValueError(
+                f"trainer {self.instance_name!r} uploads models saved to a URL with "
+                f"the settings of finder {self.storage_finder!r} (storage_finder), "
+                f"which is {found}. Set storage_finder to a finder of type REMOTE, "
+                "such as 's3'."
+            )
+        config: dict[str, Any] = settings.plain(entry.get("config") or {})
+        return config
+
     def _task_future(
         self,
         module_class: type[ModuleBase],
@@ -263,11 +321,12 @@ class RayModelTrainer(ModelTrainer):
         training_id: str,
         final_path: str | None,
         overwrite: bool,
+        upload: UploadTarget | None = None,
     ) -> BaseModelFuture:
         from ._task import RayTaskFuture
 
         ray = connect(self.cluster, TrainingError)
-        if final_path is not None:
+        if final_path is not None and upload is None:
             check_reachable(
                 final_path,
                 cluster_local=cluster_is_local(ray),
@@ -277,7 +336,7 @@ class RayModelTrainer(ModelTrainer):
                 owner=self.cluster.owner,
             )
         return RayTaskFuture(
-            self, module_class, args, kwargs, training_id, final_path, overwrite
+            self, module_class, args, kwargs, training_id, final_path, overwrite, upload
         )
 
     def _job_future(
@@ -337,3 +396,8 @@ def _check_tls_verify(value: Any, context: ValidationContext, key: str) -> None:
             f"{value!r}.",
             key,
         )
+
+
+def is_url(path: str) -> bool:
+    """Tell whether a save path is a URL such as ``s3://bucket/models``."""
+    return "://" in path
