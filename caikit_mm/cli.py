@@ -94,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        message = str(exc).splitlines()[0] if str(exc) else ""
+        # One line, but all of it: the fix is often at the end of the message,
+        # and YAML errors span several lines.
+        message = " ".join(line.strip() for line in str(exc).splitlines())
         print(
             f"caikit-mm {args.command}: {type(exc).__name__}: {message}",
             file=sys.stderr,

@@ -84,6 +84,7 @@ class _Factory(Generic[P]):
                 f"{key_path}.config",
                 self._config.source_of(key_path),
                 self._config.data["model_management"],
+                self._config.source_of,
             )
             cls.validate_config(config, context)
         instance = cls(dict(config), name)

@@ -103,6 +103,17 @@ def test_failure_is_one_line(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert str(missing) in lines[0]
 
 
+def test_multiline_error_kept_whole(cli_env: dict[str, str], tmp_path: Path) -> None:
+    tagged = tmp_path / "tagged.yml"
+    tagged.write_text("model_management: !!python/object:os.system {}\n")
+    result = run_cli(cli_env, "--config", str(tagged), "config", "--validate")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "line 1" in lines[0]
+    assert lines[0].endswith("read with the safe loader.")
+
+
 def test_debug_shows_traceback(cli_env: dict[str, str], tmp_path: Path) -> None:
     result = run_cli(cli_env, "--debug", "load", str(tmp_path / "missing-model"))
     assert result.returncode != 0

@@ -241,3 +241,60 @@ def test_missing_env_file_names_variable(
 def test_config_of_wrong_type_is_rejected() -> None:
     with pytest.raises(ConfigError, match="mapping or the path of a YAML file"):
         ModelManager(42)  # type: ignore[arg-type]
+
+
+def test_missing_manager_file_names_path(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yml"
+    with pytest.raises(ConfigError, match="does not exist") as info:
+        load_config(missing)
+    assert str(missing) in str(info.value)
+    assert "CAIKIT_MM_CONFIG_FILES" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("role", "key", "suggestion"),
+    [
+        ("finders", "load_pth", "load_path"),
+        ("initializers", "backend_priorities", "backend_priority"),
+    ],
+)
+def test_misspelled_key_is_rejected(role: str, key: str, suggestion: str) -> None:
+    layer = {"model_management": {role: {"default": {"config": {key: "x"}}}}}
+    with pytest.raises(ConfigError) as info:
+        load_config(layer)
+    message = str(info.value)
+    assert f"unknown key {key!r}" in message
+    assert f"Did you mean {suggestion!r}" in message
+    assert f"model_management.{role}.default.config.{key}" in message
+
+
+def test_misspelled_top_level_key(tmp_path: Path) -> None:
+    path = write(tmp_path / "typo.yml", "model_managment:\n  finders: {}\n")
+    with pytest.raises(ConfigError, match="Rename it to 'model_management'") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_other_top_level_keys_allowed() -> None:
+    config = load_config({"runtime": {"port": 8080}})
+    assert config.data["runtime"] == {"port": 8080}
+
+
+def test_env_type_change_drops_old_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    FINDERS.register(_OtherFinder)
+    monkeypatch.setenv("MODEL_MANAGEMENT_FINDERS_DEFAULT_TYPE", "CONFIG_TEST_FINDER")
+    config = load_config()
+    assert config.section("finder")["default"] == {
+        "type": "CONFIG_TEST_FINDER",
+        "config": {},
+    }
+
+
+def test_bad_env_value_names_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    variable = "MODEL_MANAGEMENT_FINDERS_DEFAULT_CONFIG_MAX_ARCHIVE_FILES"
+    monkeypatch.setenv(variable, "-3")
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    message = str(info.value)
+    assert f"environment variable {variable}" in message
+    assert "defaults.yml" not in message

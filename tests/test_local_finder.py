@@ -125,3 +125,35 @@ def test_broken_symlink_is_not_found(tmp_path: Path) -> None:
 def test_non_path_identifier_is_rejected() -> None:
     with pytest.raises(ModelNotFoundError, match="got int"):
         manager().find(42)
+
+
+def test_hugging_face_folder_gets_hint(tmp_path: Path) -> None:
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ModelNotFoundError, match="finder='transformers'"):
+        manager().find(folder)
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/models/iris", "https://host/model"])
+def test_url_points_to_remote_finder(url: str) -> None:
+    with pytest.raises(ModelNotFoundError) as info:
+        manager().find(url)
+    assert repr(url) in str(info.value)
+    assert "finder='s3'" in str(info.value)
+
+
+def test_empty_path_is_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_model(tmp_path / "cwd-model")
+    monkeypatch.chdir(tmp_path / "cwd-model")
+    with pytest.raises(ModelNotFoundError, match="empty model path"):
+        manager().find("")
+
+
+def test_config_yml_path_names_folder(tmp_path: Path) -> None:
+    folder = make_model(tmp_path / "model")
+    with pytest.raises(ModelNotFoundError) as info:
+        manager().find(folder / "config.yml")
+    assert f"Pass the folder that holds it: {str(folder)!r}" in str(info.value)

@@ -16,6 +16,7 @@ into the new one. The result is validated once, here.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import threading
 from collections.abc import Mapping
@@ -80,12 +81,14 @@ def load_config(overrides: ConfigSource | None = None) -> ManagerConfig:
     data = _read_yaml_file(DEFAULTS_FILE)
     _record(provenance, data, "", str(DEFAULTS_FILE))
     for path in _env_files(os.environ):
-        layer = _read_yaml_file(path)
+        layer = _read_yaml_file(path, CONFIG_FILES_ENV)
+        _check_top_level(layer, str(path))
         _merge(data, layer, "", provenance, str(path))
         sources.append(str(path))
     data = _apply_env_overrides(data, provenance)
     if overrides is not None:
         layer, label = _read_overrides(overrides)
+        _check_top_level(layer, label)
         _merge(data, layer, "", provenance, label)
         sources.append(label)
     config = ManagerConfig(data, sources)
@@ -124,13 +127,15 @@ def _read_overrides(overrides: ConfigSource) -> tuple[dict[str, Any], str]:
     )
 
 
-def _read_yaml_file(path: Path) -> dict[str, Any]:
+def _read_yaml_file(path: Path, named_by: str = "") -> dict[str, Any]:
+    """Read one configuration file; ``named_by`` says where its path came from."""
     try:
         data = _yaml.load_file(path)
     except FileNotFoundError:
+        where = f", or remove it from {named_by}" if named_by else ""
         raise ConfigError(
-            f"configuration file {str(path)!r} does not exist. Check the path, or "
-            f"remove it from {CONFIG_FILES_ENV}.",
+            f"configuration file {str(path)!r} does not exist. Check the "
+            f"path{where}.",
             source=str(path),
         ) from None
     except _yaml.YAMLError as exc:
@@ -152,6 +157,24 @@ def _read_yaml_file(path: Path) -> dict[str, Any]:
             source=str(path),
         )
     return data
+
+
+def _check_top_level(layer: Mapping[str, Any], source: str) -> None:
+    """Reject a misspelled ``model_management`` key, which would be ignored.
+
+    Other top-level keys are left alone: a file may hold an application's own
+    settings beside this library's.
+    """
+    if "model_management" in layer:
+        return
+    for key in layer:
+        if difflib.get_close_matches(str(key), ["model_management"], cutoff=0.8):
+            raise ConfigError(
+                f"top-level key {key!r} is not 'model_management', so this library "
+                "would ignore it. Rename it to 'model_management'.",
+                key_path=str(key),
+                source=source,
+            )
 
 
 def _plain(value: Any) -> Any:
@@ -207,9 +230,31 @@ def _apply_env_overrides(
     # alchemy-config reads os.environ and overrides only keys that exist, skipping
     # lists; it parses "true", "false" and numbers into bool, int and float.
     overridden = aconfig.Config(copy.deepcopy(data), override_env_vars=True)
-    result = _plain(overridden)
+    result: dict[str, Any] = _plain(overridden)
     _record_env_changes(data, result, "", provenance)
-    return result  # type: ignore[no-any-return]
+    _drop_config_of_changed_types(data, result, provenance)
+    return result
+
+
+def _drop_config_of_changed_types(
+    before: dict[str, Any], after: dict[str, Any], provenance: dict[str, str]
+) -> None:
+    """Empty the ``config`` of instances whose ``type`` an environment variable
+    changed: every key it holds belongs to the old type, because environment
+    variables cannot add keys. The new type then runs with its own defaults."""
+    for role in ROLES:
+        old_section = before.get("model_management", {}).get(f"{role}s")
+        new_section = after.get("model_management", {}).get(f"{role}s")
+        if not isinstance(old_section, dict) or not isinstance(new_section, dict):
+            continue
+        for name, entry in new_section.items():
+            old_entry = old_section.get(name)
+            if not (isinstance(entry, dict) and isinstance(old_entry, dict)):
+                continue
+            if entry.get("type") != old_entry.get("type"):
+                key_path = f"model_management.{role}s.{name}"
+                entry["config"] = {}
+                provenance[f"{key_path}.config"] = provenance[f"{key_path}.type"]
 
 
 def _record_env_changes(
@@ -312,5 +357,6 @@ def _validate_builtin_config(
         f"{key_path}.config",
         config.source_of(key_path),
         config.data["model_management"],
+        config.source_of,
     )
     cls.validate_config(values, context)

@@ -8,8 +8,9 @@ An implementation sets the class attribute ``name`` (its type, such as
 from __future__ import annotations
 
 import abc
+import difflib
 import weakref
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -28,18 +29,48 @@ class ValidationContext:
     """
 
     def __init__(
-        self, key_path: str, source: str, model_management: Mapping[str, Any]
+        self,
+        key_path: str,
+        source: str,
+        model_management: Mapping[str, Any],
+        source_of: Callable[[str], str] | None = None,
     ) -> None:
         self.key_path = key_path
         self.source = source
         self.model_management = model_management
+        self._source_of = source_of
 
     def error(self, message: str, key: str = "") -> Exception:
-        """Build a ``ConfigError`` for ``key`` of this instance's config."""
+        """Build a ``ConfigError`` for ``key`` of this instance's config.
+
+        The error names the source that set ``key`` when it is known, such as
+        an environment variable that overrode one value of a file.
+        """
         from ..errors import ConfigError
 
         path = f"{self.key_path}.{key}" if key else self.key_path
-        return ConfigError(message, key_path=path, source=self.source)
+        source = self._source_of(path) if self._source_of else ""
+        return ConfigError(message, key_path=path, source=source or self.source)
+
+    def reject_unknown_keys(
+        self, config: Mapping[str, Any], known: Iterable[str], type_label: str
+    ) -> None:
+        """Raise ``ConfigError`` for the first key of ``config`` not in ``known``.
+
+        A misspelled key would otherwise be ignored and its default used, so the
+        message suggests the closest known key.
+        """
+        known_keys = sorted(known)
+        for key in sorted(map(str, config)):
+            if key in known_keys:
+                continue
+            close = difflib.get_close_matches(key, known_keys, n=1)
+            hint = f"Did you mean {close[0]!r}? " if close else ""
+            raise self.error(
+                f"unknown key {key!r} for a {type_label}. {hint}Known keys: "
+                f"{', '.join(known_keys)}.",
+                key,
+            )
 
 
 class _Plugin(abc.ABC):  # noqa: B024 - each role adds its abstract methods

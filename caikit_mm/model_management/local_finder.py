@@ -15,6 +15,8 @@ from .base import ModelFinder, ValidationContext
 
 log = logging.getLogger(__name__)
 
+CONFIG_KEYS = ("load_path", "cache_dir", "max_archive_bytes", "max_archive_files")
+
 
 class LocalModelFinder(ModelFinder):
     """Find a model in a local folder that contains ``config.yml``, or in a zip or
@@ -33,6 +35,8 @@ class LocalModelFinder(ModelFinder):
     """
 
     name: ClassVar[str] = "LOCAL"
+    # Keys that validate_config accepts; a subclass adds its own.
+    config_keys: ClassVar[tuple[str, ...]] = CONFIG_KEYS
 
     def __init__(self, config: Mapping[str, Any], instance_name: str) -> None:
         super().__init__(config, instance_name)
@@ -44,6 +48,7 @@ class LocalModelFinder(ModelFinder):
     def validate_config(
         cls, config: Mapping[str, Any], context: ValidationContext
     ) -> None:
+        context.reject_unknown_keys(config, cls.config_keys, f"{cls.name} finder")
         load_path = config.get("load_path")
         if load_path is not None and not isinstance(load_path, str):
             raise context.error(
@@ -120,6 +125,14 @@ class LocalModelFinder(ModelFinder):
             path, status = self._stat(model_path)
             if status is None or not stat.S_ISREG(status.st_mode):
                 raise
+            if os.path.basename(path) == CONFIG_FILE:
+                raise ModelNotFoundError(
+                    f"Model path {os.fspath(model_path)!r} is the {CONFIG_FILE} "
+                    "file, not the model. Pass the folder that holds it: "
+                    f"{os.path.dirname(_absolute(path))!r}.",
+                    model_path=model_path,
+                    finder=self.instance_name,
+                ) from None
             return self._extract(_absolute(path))
 
     def _extract(self, archive: Any) -> str:
@@ -143,6 +156,8 @@ class LocalModelFinder(ModelFinder):
     def _candidates(self, model_path: Any) -> list[str]:
         if type(model_path) is str and model_path[:1] == "/":
             return [model_path]
+        if model_path == "" or (isinstance(model_path, str) and "://" in model_path):
+            raise self._unsupported_identifier(model_path)
         if not isinstance(model_path, (str, os.PathLike)):
             raise ModelNotFoundError(
                 f"Finder {self.instance_name!r} ({self.name}) takes a model path, "
@@ -160,6 +175,22 @@ class LocalModelFinder(ModelFinder):
         if in_cwd not in candidates:
             candidates.append(in_cwd)
         return candidates
+
+    def _unsupported_identifier(self, model_path: str) -> ModelNotFoundError:
+        if model_path == "":
+            problem = "got an empty model path"
+            fix = "Pass the model's folder or archive path"
+        else:
+            problem = f"reads local paths, not URLs such as {model_path!r}"
+            fix = (
+                "Pass finder='s3' (a REMOTE finder in the default configuration), "
+                "or another finder configured for URLs"
+            )
+        return ModelNotFoundError(
+            f"Finder {self.instance_name!r} ({self.name}) {problem}. {fix}.",
+            model_path=model_path,
+            finder=self.instance_name,
+        )
 
     def _check_folder(
         self, model_path: Any, folder: str, status: os.stat_result

@@ -47,6 +47,7 @@ class LocalModelInitializer(ModelInitializer):
     def validate_config(
         cls, config: Mapping[str, Any], context: ValidationContext
     ) -> None:
+        context.reject_unknown_keys(config, ("backend_priority",), "LOCAL initializer")
         priority = config.get("backend_priority")
         if priority is None:
             return

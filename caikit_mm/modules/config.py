@@ -139,7 +139,7 @@ class ModuleConfig(AttrDict):
 
             raise ModelNotFoundError(
                 f"Folder {folder!r} holds no {CONFIG_FILE}, so it is not a saved "
-                f"model. Pass the folder that holds the model's {CONFIG_FILE}.",
+                f"model. {_missing_config_hint(folder)}",
                 model_path=folder,
             ) from None
         return cls(_parse(text, config_file), folder, source=config_file)
@@ -209,3 +209,12 @@ def _normalize_module_id(fields: dict[str, Any], where: str, source: str) -> Non
             f'for example module_id: "{module_id}".',
             path=source or None,
         )
+
+
+def _missing_config_hint(folder: str) -> str:
+    if os.path.isfile(os.path.join(folder, "config.json")):
+        return (
+            "It holds config.json, as a Hugging Face save folder does: load it "
+            "with finder='transformers' (pip install 'caikit_mm[transformers]')."
+        )
+    return f"Pass the folder that holds the model's {CONFIG_FILE}."

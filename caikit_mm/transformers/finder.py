@@ -48,6 +48,14 @@ class TransformersFinder(LocalModelFinder):
     """
 
     name: ClassVar[str] = "TRANSFORMERS"
+    config_keys: ClassVar[tuple[str, ...]] = (
+        "load_path",
+        "task_map",
+        "device",
+        "torch_dtype",
+        "trust_remote_code",
+        "download_finder",
+    )
 
     def __init__(self, config: Mapping[str, Any], instance_name: str) -> None:
         super().__init__(config, instance_name)
