@@ -83,6 +83,27 @@ class Interruptible(Scaler):
         raise TimeoutError("Interruptible.train was never interrupted")
 
 
+@caikit_mm.module(id="ray-test-finishes-after-cancel", name="FinishesAfterCancel")
+class FinishesAfterCancel(Scaler):
+    """``train`` writes ``marker``, then waits. The exception that a cancel
+    raises in it (``KeyboardInterrupt`` in a task, ``SystemExit`` in a job) is
+    written to ``stopped`` and swallowed, so ``train`` returns a model anyway."""
+
+    @classmethod
+    def train(  # type: ignore[override]
+        cls, marker: str, stopped: str
+    ) -> FinishesAfterCancel:
+        Path(marker).write_text(str(os.getpid()), encoding="utf-8")
+        try:
+            deadline = time.monotonic() + HANG_GUARD
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+        except BaseException as exc:
+            Path(stopped).write_text(type(exc).__name__, encoding="utf-8")
+            return cls(3.0)
+        raise TimeoutError("FinishesAfterCancel.train was never interrupted")
+
+
 def save_scaler(folder: Path, factor: float) -> str:
     """Save a :class:`Scaler` model into ``folder`` and return its path."""
     Scaler(factor).save(str(folder))

@@ -1,9 +1,12 @@
 """Job mode of the RAY trainer: the training is a Ray job on the cluster.
 
-The submitter writes the job's payload (the module class, the arguments and
-the final save path) to a hidden file beside the save path, which the cluster
-reaches, and submits ``python -m caikit_mm.ray._job_entrypoint <payload>``
-through the job submission API. The submission id is derived from the training
+The submitter pickles the job's payload (the module class, the arguments and
+the final save path) and submits ``python -m caikit_mm.ray._job_entrypoint``
+through the job submission API. For a folder the payload is a hidden file
+beside the save path, which the cluster reaches. For an object-store URL it
+is a file in a package folder that the job's ``runtime_env`` ships as one of
+its ``py_modules``, because the store is no file system that the entrypoint
+can open. The submission id is derived from the training
 id, so a second submission of the same training finds the first job and
 follows it instead of starting another.
 
@@ -20,6 +23,8 @@ import logging
 import os
 import re
 import shlex
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -35,6 +40,8 @@ from ._cluster import (
     probe,
     split_host_port,
 )
+from ._worker import UploadTarget, check_upload_target, delete_canceled_upload
+from .trainer import is_url
 
 if TYPE_CHECKING:
     from ..modules import ModuleBase
@@ -51,8 +58,15 @@ META_MODULE: Final = "caikit_mm.module"
 META_SAVE_PATH: Final = "caikit_mm.save_path"
 META_TRAINER: Final = "caikit_mm.trainer"
 PAYLOAD_MARKER: Final = ".job-"
+# The payload's package for py_modules: <prefix><hex>/<PAYLOAD_FILE>.
+PAYLOAD_PACKAGE_PREFIX: Final = "caikit_mm_job_payload_"
+PAYLOAD_FILE: Final = "payload.pkl"
 # First pause between status requests; it doubles up to poll_interval.
 FIRST_POLL_SECONDS: Final = 0.05
+# How long a canceled job may take to end, beyond the lost-contact limit,
+# before its uploaded model is left in place. Ray kills a stopped job's
+# entrypoint after RAY_JOB_STOP_WAIT_TIME_S, 3 s by default in Ray 2.x.
+STOP_WAIT_SECONDS: Final = 30.0
 
 
 def submission_id(training_id: str) -> str:
@@ -195,7 +209,8 @@ class RayJobFuture(BaseModelFuture):
     Cancelling marks the training CANCELED at once and requests that the
     cluster stop the job. Ray sends the entrypoint SIGTERM, which stops ``train`` and
     never commits its model, and kills it after the cluster's
-    ``RAY_JOB_STOP_WAIT_TIME_S``.
+    ``RAY_JOB_STOP_WAIT_TIME_S``. A job that uploads to a URL and had finished
+    its upload when the cancel arrived has its model deleted.
     """
 
     def __init__(
@@ -205,6 +220,7 @@ class RayJobFuture(BaseModelFuture):
         save_path: str,
         module_name: str,
         payload_path: str | None = None,
+        upload: UploadTarget | None = None,
     ) -> None:
         super().__init__(training_id, save_path, trainer.instance_name)
         self.submission_id = submission_id(training_id)
@@ -212,6 +228,8 @@ class RayJobFuture(BaseModelFuture):
         self._trainer = trainer
         self._client = trainer.job_client()
         self._payload_path = payload_path
+        self._payload_package: str | None = None
+        self._upload = upload
         self._model: ModuleBase | None = None
         self._load_lock = threading.Lock()
 
@@ -227,6 +245,7 @@ class RayJobFuture(BaseModelFuture):
         training_id: str,
         final_path: str,
         overwrite: bool,
+        upload: UploadTarget | None = None,
     ) -> RayJobFuture:
         """Submit the training as a Ray job, or follow the job already submitted
         for this training id, and return its future (not yet started).
@@ -238,6 +257,7 @@ class RayJobFuture(BaseModelFuture):
                 something, and ``overwrite`` is false.
             TypeError: The module class or an argument cannot be serialized.
             TrainingError: The job server cannot be reached or rejected the job.
+            RemoteStorageError: ``upload`` names a store that cannot be read.
         """
         client = trainer.job_client()
         sid = submission_id(training_id)
@@ -245,23 +265,30 @@ class RayJobFuture(BaseModelFuture):
         existing = client.job_info(sid)
         if existing is not None:
             return cls._follow_existing(trainer, existing, training_id, final_path)
-        check_save_path(final_path, overwrite)
-        payload_path = write_payload(
-            module_class, args, kwargs, training_id, final_path, overwrite
+        if upload is None:
+            check_save_path(final_path, overwrite)
+        else:
+            check_upload_target(upload)
+        data = pickle_payload(
+            module_class, args, kwargs, training_id, final_path, overwrite, upload
         )
-        future = cls(trainer, training_id, final_path, module_name, payload_path)
+        future = cls(trainer, training_id, final_path, module_name, upload=upload)
         try:
+            future._stage_payload(data)
             client.submit(trainer.max_retries, **future._submit_options())
         except TrainingIdInUseError:
             # Another submission of this training won the race: follow it.
-            _remove_quietly(payload_path)
+            future._remove_payload()
             existing = client.job_info(sid)
             if existing is None:
                 raise
             return cls._follow_existing(trainer, existing, training_id, final_path)
         except BaseException:
-            _remove_quietly(payload_path)
+            future._remove_payload()
             raise
+        finally:
+            # Ray has copied the package folder to the cluster by now.
+            future._remove_payload_package()
         log.info(
             "Submitted training %s as Ray job %s to %s",
             training_id,
@@ -291,16 +318,46 @@ class RayJobFuture(BaseModelFuture):
         )
         return cls(trainer, training_id, final_path, metadata.get(META_MODULE, ""))
 
+    def _stage_payload(self, data: bytes) -> None:
+        """Write the payload where the job reads it: beside a folder save
+        path, or into a package folder for ``py_modules`` for a URL."""
+        assert self.save_path is not None
+        if self._upload is None:
+            self._payload_path = write_payload_file(data, self.save_path)
+        else:
+            self._payload_package = write_payload_package(data)
+
+    def _remove_payload(self) -> None:
+        _remove_quietly(self._payload_path)
+        self._payload_path = None
+
+    def _remove_payload_package(self) -> None:
+        if self._payload_package is not None:
+            shutil.rmtree(os.path.dirname(self._payload_package), ignore_errors=True)
+
+    def _entrypoint(self) -> str:
+        command = [
+            shlex.quote(self._trainer.python_executable),
+            "-m",
+            "caikit_mm.ray._job_entrypoint",
+        ]
+        if self._payload_package is not None:
+            package = os.path.basename(self._payload_package)
+            command += ["--py-module", shlex.quote(package)]
+        else:
+            command.append(shlex.quote(str(self._payload_path)))
+        return " ".join(command)
+
+    def _runtime_env(self) -> dict[str, Any]:
+        runtime_env = dict(self._trainer.cluster.runtime_env or {})
+        if self._payload_package is not None:
+            modules = list(runtime_env.get("py_modules") or [])
+            runtime_env["py_modules"] = [*modules, self._payload_package]
+        return runtime_env
+
     def _submit_options(self) -> dict[str, Any]:
         cluster = self._trainer.cluster
-        entrypoint = " ".join(
-            [
-                shlex.quote(self._trainer.python_executable),
-                "-m",
-                "caikit_mm.ray._job_entrypoint",
-                shlex.quote(str(self._payload_path)),
-            ]
-        )
+        entrypoint = self._entrypoint()
         options: dict[str, Any] = {
             "entrypoint": entrypoint,
             "submission_id": self.submission_id,
@@ -317,8 +374,9 @@ class RayJobFuture(BaseModelFuture):
             options["entrypoint_memory"] = cluster.memory
         if cluster.resources:
             options["entrypoint_resources"] = dict(cluster.resources)
-        if cluster.runtime_env:
-            options["runtime_env"] = cluster.runtime_env
+        runtime_env = self._runtime_env()
+        if runtime_env:
+            options["runtime_env"] = runtime_env
         return options
 
     def start(self) -> None:
@@ -335,11 +393,37 @@ class RayJobFuture(BaseModelFuture):
             details = self._poll_until_terminal()
             if details is not None:
                 self._finish_from(details)
+            elif self._upload is not None:
+                self._delete_upload_after_cancel()
         except Exception as exc:  # noqa: BLE001 - any failure ends the job
             self._fail(exc)
         finally:
             _remove_quietly(self._payload_path)
         self._log_outcome(started)
+
+    def _delete_upload_after_cancel(self) -> None:
+        """Wait for a canceled job to end, and delete its model when the job
+        reports that its upload finished."""
+        assert self._upload is not None
+        deadline = time.monotonic() + self._lost_limit() + STOP_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            details = self._client.job_info(self.submission_id)
+            status = str(getattr(details, "status", ""))
+            if details is None or _is_terminal(status):
+                break
+            time.sleep(self._trainer.poll_interval)
+        else:
+            log.warning(
+                "Canceled Ray job %s did not end within %.0f s; a model it uploads "
+                "to %s afterwards stays there",
+                self.submission_id,
+                self._lost_limit() + STOP_WAIT_SECONDS,
+                self._upload.url,
+            )
+            return
+        record = _records.find_record(self._client.logs(self.submission_id), self.id)
+        if record is not None and record.get("ok"):
+            delete_canceled_upload(self.id, self._upload)
 
     def _poll_until_terminal(self) -> Any | None:
         """Follow the job's status; return its details once terminal, or
@@ -455,7 +539,11 @@ class RayJobFuture(BaseModelFuture):
         assert self.save_path is not None
         with self._load_lock:
             if self._model is None:
-                self._model = self._trainer.manager.load(self.save_path, cache=False)
+                url = is_url(self.save_path)
+                finder = self._trainer.storage_finder if url else None
+                self._model = self._trainer.manager.load(
+                    self.save_path, finder=finder, cache=False
+                )
             return self._model
 
 
@@ -475,19 +563,17 @@ def attach(trainer: RayModelTrainer, training_id: str) -> RayJobFuture | None:
 # Payload ----------------------------------------------------------------------
 
 
-def write_payload(
+def pickle_payload(
     module_class: type[ModuleBase],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     training_id: str,
     final_path: str,
     overwrite: bool,
-) -> str:
-    """Write the job's payload beside ``final_path`` and return its path.
-
-    The payload is pickled with Ray's cloudpickle, so a module class defined in
-    ``__main__`` travels by value. It is written under a temporary name and
-    renamed, so the entrypoint never reads half a payload.
+    upload: UploadTarget | None = None,
+) -> bytes:
+    """Pickle the job's payload with Ray's cloudpickle, so that a module class
+    defined in ``__main__`` travels by value.
 
     Raises:
         TypeError: The module class or an argument cannot be pickled.
@@ -501,6 +587,7 @@ def write_payload(
         "kwargs": kwargs,
         "final_path": final_path,
         "overwrite": overwrite,
+        "upload": upload,
         "log_level": _log_level(),
     }
     try:
@@ -511,6 +598,16 @@ def write_payload(
             f"its arguments to a Ray job ({type(exc).__name__}: {exc}). Pass "
             "picklable values such as data, paths and models."
         ) from exc
+    return bytes(data)
+
+
+def write_payload_file(data: bytes, final_path: str) -> str:
+    """Write a pickled payload to a hidden file beside ``final_path`` and
+    return its path.
+
+    It is written under a temporary name and renamed, so the entrypoint never
+    reads half a payload.
+    """
     parent, name = os.path.split(final_path)
     os.makedirs(parent, exist_ok=True)
     path = os.path.join(parent, f".{name}{PAYLOAD_MARKER}{uuid.uuid4().hex[:12]}")
@@ -519,6 +616,21 @@ def write_payload(
         stream.write(data)
     os.replace(partial, path)
     return path
+
+
+def write_payload_package(data: bytes) -> str:
+    """Write a pickled payload into a new package folder for ``py_modules``
+    and return the package folder.
+
+    The package sits alone in a new temporary folder, which the caller
+    deletes once Ray has copied the package to the cluster.
+    """
+    root = tempfile.mkdtemp(prefix="caikit-mm-job-")
+    package = os.path.join(root, PAYLOAD_PACKAGE_PREFIX + uuid.uuid4().hex)
+    os.mkdir(package)
+    with open(os.path.join(package, PAYLOAD_FILE), "wb") as stream:
+        stream.write(data)
+    return package
 
 
 def _log_level() -> int | None:

@@ -23,6 +23,7 @@ from ..errors import TrainingProcessError
 from ..model_management._training_common import commit_folder, discard_folder
 from ..model_management.training import BaseModelFuture, TrainingStatus
 from ._cluster import import_ray, remote_cause
+from ._worker import delete_canceled_upload
 
 if TYPE_CHECKING:
     from ..modules import ModuleBase
@@ -106,7 +107,8 @@ class RayTaskFuture(BaseModelFuture):
     raises ``KeyboardInterrupt`` in ``train``; a task still running after the
     trainer's ``cancel_grace_period`` is cancelled with ``force=True``, which
     kills its worker process. A result that arrives after a cancel is
-    discarded and never saved.
+    discarded and never saved, and a model uploaded to a URL by then is
+    deleted.
     """
 
     def __init__(
@@ -254,14 +256,7 @@ class RayTaskFuture(BaseModelFuture):
             return
         if self._upload is not None:
             if not self._complete():
-                # NOTE: nothing deletes objects from the store yet, so a model
-                # whose upload ended before the cancel reached the task stays.
-                log.warning(
-                    "Training %s was canceled after its model was uploaded to %s; "
-                    "the uploaded model was not deleted",
-                    self.id,
-                    outcome["url"],
-                )
+                delete_canceled_upload(self.id, self._upload)
             return
         temp = outcome["temp_path"]
         save_path = self.save_path

@@ -69,6 +69,32 @@ class UploadTarget:
     overwrite: bool = False
 
 
+def check_upload_target(target: UploadTarget) -> None:
+    """Check, before training starts, that a model may be uploaded to its URL.
+
+    The upload checks again when it starts, because the URL may fill up while
+    the model trains.
+
+    Raises:
+        SavePathExistsError: The URL already contains objects and
+            ``overwrite`` is false.
+        ModelNotFoundError: The URL's bucket does not exist.
+        RemoteStorageError: The store cannot be read.
+    """
+    if target.overwrite:
+        return
+    from ..errors import SavePathExistsError
+    from ..storage.transfer import folder_exists
+
+    if folder_exists(target.url, config=target.storage_config):
+        raise SavePathExistsError(
+            f"save path {target.url!r} already contains objects. Choose a new "
+            "URL, use save_with_id=True for a folder per training, or pass "
+            "overwrite=True to replace them when the new model is uploaded.",
+            path=target.url,
+        )
+
+
 def save_to_url(model: ModuleBase, target: UploadTarget) -> str:
     """Save ``model`` into a temporary folder here and upload it to its URL.
 
@@ -94,6 +120,35 @@ def save_to_url(model: ModuleBase, target: UploadTarget) -> str:
     finally:
         discard_folder(temp)
     return target.url
+
+
+def delete_canceled_upload(training_id: str, target: UploadTarget) -> None:
+    """Delete the model that a training uploaded before it was canceled.
+
+    Runs in the caller. A failure is logged, not raised, because the training
+    is already CANCELED.
+    """
+    from ..errors import CaikitMMError
+    from ..storage.transfer import delete_folder
+
+    try:
+        deleted = delete_folder(target.url, config=target.storage_config)
+    except (CaikitMMError, OSError, ValueError) as exc:
+        log.warning(
+            "Training %s was canceled after it uploaded its model to %s, and "
+            "deleting that model failed: %s",
+            training_id,
+            target.url,
+            exc,
+        )
+        return
+    log.info(
+        "Training %s was canceled after its upload finished; deleted %d files "
+        "under %s",
+        training_id,
+        deleted,
+        target.url,
+    )
 
 
 def save_to_temp(model: ModuleBase, final_path: str) -> str:

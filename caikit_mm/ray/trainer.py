@@ -11,8 +11,8 @@ Two modes share one future interface with the LOCAL trainer:
   and another process can follow the job by its training id.
 
 The saved model must be reachable from the workers and from this process: a
-path on this machine when the cluster runs here, a shared folder, or (task
-mode) an object-store URL such as ``s3://bucket/models/foo``, which the task
+path on this machine when the cluster runs here, a shared folder, or an
+object-store URL such as ``s3://bucket/models/foo``, which the task or job
 uploads the model to and ``load()`` reads back through the REMOTE finder named
 by ``storage_finder``.
 """
@@ -47,7 +47,7 @@ from ._cluster import (
     is_local_host,
     split_host_port,
 )
-from ._worker import UploadTarget
+from ._worker import UploadTarget, check_upload_target
 
 if TYPE_CHECKING:
     from ..modules import ModuleBase
@@ -92,8 +92,8 @@ class RayModelTrainer(ModelTrainer):
         cancel_grace_period: How long a cancelled training may take to stop
             before it is killed.
         retention_duration: How long finished futures stay listed.
-        storage_finder: Task mode: the REMOTE finder whose settings upload a
-            model to a ``save_path`` URL and load it back.
+        storage_finder: The REMOTE finder whose settings upload a model to a
+            ``save_path`` URL and load it back.
     """
 
     name: ClassVar[str] = "RAY"
@@ -156,9 +156,9 @@ class RayModelTrainer(ModelTrainer):
                 defined in a script's ``__main__`` is sent by value.
             *args: Positional arguments of ``module_class.train``.
             save_path: Base folder of the saved model, which the workers and
-                this process both reach, or (task mode) an object-store URL
-                that the task uploads the model to. ``None`` (task mode only)
-                returns the model through Ray instead of saving it.
+                this process both reach, or an object-store URL that the task
+                or job uploads the model to. ``None`` (task mode only) returns
+                the model through Ray instead of saving it.
             save_with_id: Save under ``save_path/<training id>``.
             model_name: Name of the model's own folder, last in the path.
             training_id: The job's id; ``<trainer name>-<uuid4 hex>`` when
@@ -170,10 +170,11 @@ class RayModelTrainer(ModelTrainer):
         Raises:
             ValueError: An invalid ``training_id``, ``save_path`` or
                 ``model_name``; a save path the cluster cannot reach; job mode
-                without ``save_path`` or with a URL; a URL while
-                ``storage_finder`` names no REMOTE finder.
-            SavePathExistsError: The final path holds something and
+                without ``save_path``; a URL while ``storage_finder`` names no
+                REMOTE finder.
+            SavePathExistsError: The final path or URL holds something and
                 ``overwrite`` is false.
+            RemoteStorageError: A ``save_path`` URL cannot be read.
             TrainingIdInUseError: ``training_id`` belongs to a job of this
                 trainer that is not terminal, or (job mode) names a job on the
                 cluster that trains something else.
@@ -187,14 +188,16 @@ class RayModelTrainer(ModelTrainer):
         final_path = self._final_path(save_path, training_id, save_with_id, model_name)
         upload = None
         if final_path is not None and is_url(final_path):
-            upload = UploadTarget(final_path, self._storage_config(), overwrite)
+            upload = UploadTarget(final_path, self.storage_config(), overwrite)
+        # Job mode checks the save path after looking for a job of this
+        # training id, whose finished model may already be there.
+        if upload is not None and self.mode != "job":
+            check_upload_target(upload)
         elif final_path is not None and self.mode != "job":
-            # Job mode checks it after looking for a job of this training id,
-            # whose finished model may already be there.
             check_save_path(final_path, overwrite)
         if self.mode == "job":
             future = self._job_future(
-                module_class, args, kwargs, training_id, final_path, overwrite
+                module_class, args, kwargs, training_id, final_path, overwrite, upload
             )
         else:
             future = self._task_future(
@@ -272,15 +275,6 @@ class RayModelTrainer(ModelTrainer):
         model_name: str | None,
     ) -> str:
         """Build ``save_path[/<training id>][/<model_name>]`` for a URL."""
-        if self.mode == "job":
-            # NOTE: a Ray job reads its payload from a file beside the save
-            # path, which an object store does not provide.
-            raise ValueError(
-                f"save_path {save_path!r} is a URL, but trainer "
-                f"{self.instance_name!r} runs trainings as Ray jobs, which save to a "
-                "folder that the cluster and this process both reach. Use a shared "
-                "folder, or a RAY trainer with mode: task to upload to a URL."
-            )
         if model_name is not None and (
             not model_name or "/" in model_name or model_name in (".", "..")
         ):
@@ -294,7 +288,7 @@ class RayModelTrainer(ModelTrainer):
             parts.append(model_name)
         return "/".join(parts)
 
-    def _storage_config(self) -> dict[str, Any]:
+    def storage_config(self) -> dict[str, Any]:
         """Return the settings of the ``storage_finder`` REMOTE finder.
 
         Raises:
@@ -347,20 +341,22 @@ class RayModelTrainer(ModelTrainer):
         training_id: str,
         final_path: str | None,
         overwrite: bool,
+        upload: UploadTarget | None = None,
     ) -> BaseModelFuture:
         from . import _job
 
         assert final_path is not None
-        check_reachable(
-            final_path,
-            cluster_local=self.job_server_is_local(),
-            shared_paths=self.cluster.shared_paths,
-            what="save_path",
-            cluster=describe_address(self.cluster.address),
-            owner=self.cluster.owner,
-        )
+        if upload is None:
+            check_reachable(
+                final_path,
+                cluster_local=self.job_server_is_local(),
+                shared_paths=self.cluster.shared_paths,
+                what="save_path",
+                cluster=describe_address(self.cluster.address),
+                owner=self.cluster.owner,
+            )
         return _job.RayJobFuture.submit(
-            self, module_class, args, kwargs, training_id, final_path, overwrite
+            self, module_class, args, kwargs, training_id, final_path, overwrite, upload
         )
 
     # Job server -------------------------------------------------------------------

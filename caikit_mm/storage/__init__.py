@@ -9,7 +9,9 @@ names ``pip install 'caikit_mm[s3]'``.
 Public helpers:
 
 - :func:`upload_folder` copies a saved model folder to a URL;
-- :func:`download_folder` copies a URL (a folder or one object) to a local folder.
+- :func:`download_folder` copies a URL (a folder or one object) to a local folder;
+- :func:`folder_exists` returns whether a URL contains objects;
+- :func:`delete_folder` deletes the objects under a URL.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ _EXPORTS = {
     "ArchiveLimits": "caikit_mm.storage._cache",
     "RemoteModelFinder": "caikit_mm.storage.remote",
     "default_cache_dir": "caikit_mm.storage._cache",
+    "delete_folder": "caikit_mm.storage.transfer",
     "download_folder": "caikit_mm.storage.transfer",
     "extract_model_archive": "caikit_mm.storage.archive",
+    "folder_exists": "caikit_mm.storage.transfer",
     "upload_folder": "caikit_mm.storage.transfer",
 }
 
@@ -35,7 +39,12 @@ if TYPE_CHECKING:
     )
     from .archive import extract_model_archive  # noqa: F401
     from .remote import RemoteModelFinder  # noqa: F401
-    from .transfer import download_folder, upload_folder  # noqa: F401
+    from .transfer import (  # noqa: F401
+        delete_folder,
+        download_folder,
+        folder_exists,
+        upload_folder,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -2,8 +2,9 @@
 
 :func:`upload_folder` is what a trainer uses to save a model to ``s3://...``;
 :func:`download_folder` copies a remote model (a folder or one archive) into a
-local folder. Both take the same config keys as the REMOTE finder
-(``endpoint_url``, ``region``, ``anonymous``, ``profile``,
+local folder. :func:`folder_exists` and :func:`delete_folder` check for and
+remove a model folder at a URL. All of them take the same config keys as the
+REMOTE finder (``endpoint_url``, ``region``, ``anonymous``, ``profile``,
 ``storage_options``, ``max_concurrency``, ``progress``).
 """
 
@@ -17,11 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import CaikitMMError, RemoteStorageError
+from ..errors import CaikitMMError, ModelFormatError, RemoteStorageError
 from ..modules import CONFIG_FILE
 from ._cache import new_temp_dir, remove_tree
 from ._download import Progress, download_objects
 from ._remote_fs import (
+    BUCKET_PROTOCOLS,
     describe_endpoint,
     display_url,
     filesystem_options,
@@ -50,7 +52,10 @@ def upload_folder(
 
     ``config.yml`` is uploaded last, so a reader that finds it finds the whole
     model. With ``overwrite``, objects under ``url`` that the folder does not
-    have are deleted before ``config.yml`` is written.
+    have are deleted before ``config.yml`` is written. An upload to an empty
+    ``url`` that fails or is interrupted (``KeyboardInterrupt``,
+    ``SystemExit``) deletes what it wrote before it re-raises. An interrupted
+    upload with ``overwrite`` leaves a mix of old and new objects.
 
     Args:
         folder: The local model folder.
@@ -61,6 +66,7 @@ def upload_folder(
 
     Raises:
         NotADirectoryError: ``folder`` is not a folder.
+        ModelFormatError: ``folder`` has no ``config.yml`` at its top level.
         RemoteStorageError: ``url`` already contains objects and ``overwrite`` is
             false, or the store cannot be written.
     """
@@ -70,9 +76,10 @@ def upload_folder(
             f"Cannot upload {str(source)!r}: it is not a folder. Pass the folder "
             "that holds the saved model."
         )
+    _check_saved_model(source)
     settings = remote_settings(config or {})
     files = _local_files(source)
-    with _remote(url, settings) as (fs, path, shown):
+    with _remote(url, settings, "Uploading models to") as (fs, path, shown):
         existing = _existing_objects(fs, path)
         if existing and not overwrite:
             raise RemoteStorageError(
@@ -80,13 +87,12 @@ def upload_folder(
                 "overwrite=True to replace them, or upload to another URL.",
                 url=shown,
             )
-        first = [name for name in files if name != CONFIG_FILE]
-        _put_files(fs, source, path, first, settings.max_concurrency)
-        stale = sorted(set(existing) - set(files))
-        if stale:
-            fs.rm([f"{path}/{name}" for name in stale])
-        if CONFIG_FILE in files:
-            _put_files(fs, source, path, [CONFIG_FILE], 1)
+        try:
+            _put_model(fs, source, path, files, existing, settings.max_concurrency)
+        except BaseException:
+            if not existing:
+                _remove_partial_upload(fs, path, shown)
+            raise
     log.info("Uploaded %d files from %s to %s", len(files), source, shown)
     return len(files)
 
@@ -116,7 +122,7 @@ def download_folder(
             "folder. Pass a new or empty folder."
         )
     settings = remote_settings(config or {})
-    with _remote(url, settings) as (fs, path, shown):
+    with _remote(url, settings, "Downloading models from") as (fs, path, shown):
         listing = list_model(fs, path, shown)
         if listing is None:
             raise missing_location(fs, split_url(url)[0], path, shown)
@@ -136,10 +142,60 @@ def download_folder(
     return target
 
 
+def folder_exists(url: str, *, config: Mapping[str, Any] | None = None) -> bool:
+    """Return whether at least one object is stored under ``url/``.
+
+    Only the folder counts: ``s3://b/models/foo`` does not see
+    ``models/foo-v2/`` or an object named ``models/foo.zip``.
+
+    Raises:
+        ModelNotFoundError: The bucket does not exist.
+        RemoteStorageError: The store cannot be read.
+    """
+    settings = remote_settings(config or {})
+    with _remote(url, settings) as (fs, path, _shown):
+        return bool(_existing_objects(fs, path))
+
+
+def delete_folder(url: str, *, config: Mapping[str, Any] | None = None) -> int:
+    """Delete every object under ``url/`` and return how many files it deleted.
+
+    Folder markers (keys that end in ``/``) go too. Siblings that share the
+    prefix, such as ``models/foo-v2/`` beside ``models/foo``, stay. An empty
+    ``url`` deletes nothing and returns 0.
+
+    Raises:
+        ValueError: ``url`` names a whole bucket, such as ``s3://bucket``.
+        ModelNotFoundError: The bucket does not exist.
+        RemoteStorageError: The store cannot be read or written.
+    """
+    protocol, location = split_url(url)
+    if protocol in BUCKET_PROTOCOLS and "/" not in location.strip("/"):
+        raise ValueError(
+            f"delete_folder does not delete the whole bucket {display_url(url)}. "
+            "Pass the URL of a folder inside it, such as s3://bucket/models/foo."
+        )
+    settings = remote_settings(config or {})
+    with _remote(url, settings) as (fs, path, shown):
+        existing = _existing_objects(fs, path)
+        if not existing:
+            return 0
+        fs.rm(path, recursive=True)
+        fs.invalidate_cache(path)
+    log.info("Deleted %d files under %s", len(existing), shown)
+    return len(existing)
+
+
 @contextmanager
-def _remote(url: str, settings: RemoteSettings) -> Iterator[tuple[Any, str, str]]:
+def _remote(
+    url: str, settings: RemoteSettings, operation: str = "Reading models from"
+) -> Iterator[tuple[Any, str, str]]:
     """Yield the file system, the path and the printable URL of ``url``, and
-    turn the file system's errors into :class:`RemoteStorageError`."""
+    turn the file system's errors into :class:`RemoteStorageError`.
+
+    ``operation`` starts the message of a missing package, such as
+    ``"Uploading models to"``.
+    """
     protocol = split_url(url)[0]
     options = filesystem_options(
         protocol,
@@ -150,7 +206,7 @@ def _remote(url: str, settings: RemoteSettings) -> Iterator[tuple[Any, str, str]
         profile=settings.profile,
     )
     shown = display_url(url)
-    fs = make_filesystem(protocol, options)
+    fs = make_filesystem(protocol, options, operation)
     path = fs_path(fs, url)
     try:
         yield fs, path, shown
@@ -161,6 +217,16 @@ def _remote(url: str, settings: RemoteSettings) -> Iterator[tuple[Any, str, str]
     except Exception as exc:
         endpoint = describe_endpoint(protocol, settings.endpoint_url)
         raise translate_error(exc, shown, secrets_of(options), endpoint) from None
+
+
+def _check_saved_model(source: Path) -> None:
+    if not (source / CONFIG_FILE).is_file():
+        raise ModelFormatError(
+            f"Cannot upload {str(source)!r}: it has no {CONFIG_FILE} at its top "
+            "level, so it is not a saved model. Pass the folder that the model's "
+            f"save() wrote, the one that contains {CONFIG_FILE}.",
+            path=source,
+        )
 
 
 def _local_files(source: Path) -> list[str]:
@@ -177,6 +243,35 @@ def _existing_objects(fs: Any, path: str) -> list[str]:
     prefix = f"{path}/"
     found = fs.find(path, withdirs=False)
     return [name[len(prefix) :] for name in found if name.startswith(prefix)]
+
+
+def _put_model(
+    fs: Any,
+    source: Path,
+    path: str,
+    files: list[str],
+    existing: list[str],
+    concurrency: int,
+) -> None:
+    first = [name for name in files if name != CONFIG_FILE]
+    _put_files(fs, source, path, first, concurrency)
+    stale = sorted(set(existing) - set(files))
+    if stale:
+        fs.rm([f"{path}/{name}" for name in stale])
+    if CONFIG_FILE in files:
+        _put_files(fs, source, path, [CONFIG_FILE], 1)
+
+
+def _remove_partial_upload(fs: Any, path: str, shown: str) -> None:
+    """Delete the objects of a failed upload to an empty URL, as far as possible."""
+    try:
+        fs.rm(path, recursive=True)
+    except FileNotFoundError:
+        return
+    except Exception as exc:  # noqa: BLE001 - the upload's own error matters more
+        log.warning("Could not delete the partial upload at %s: %s", shown, exc)
+        return
+    log.info("Deleted the partial upload at %s", shown)
 
 
 def _put_files(
