@@ -255,3 +255,19 @@ def test_multi_initializer_indirect_cycle() -> None:
     )
     with pytest.raises(ConfigError, match="cycle: .* -> .* -> "):
         ModelManager(config)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "typo"),
+    [
+        ("finders", "finder_priority", "finder_priorty"),
+        ("initializers", "initializer_priority", "initializers_priority"),
+    ],
+)
+def test_multi_unknown_key_rejected(section: str, key: str, typo: str) -> None:
+    entry = {"type": "MULTI", "config": {key: ["default"], typo: ["default"]}}
+    with pytest.raises(ConfigError) as caught:
+        ModelManager({"model_management": {section: {"multi": entry}}})
+    message = str(caught.value)
+    assert f"model_management.{section}.multi.config.{typo}" in message
+    assert f"Did you mean {key!r}?" in message

@@ -224,6 +224,27 @@ def test_unreachable_endpoint_named(
     assert SECRET_ACCESS_KEY not in all_text(error, caplog.records)
 
 
+def test_unreachable_http_url_named(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/models/foo"
+    manager = sm.remote_manager({"cache_dir": str(tmp_path / "cache")})
+    with pytest.raises(RemoteStorageError) as caught:
+        manager.load(url, finder="s3")
+    message = str(caught.value)
+    assert "Cannot connect" in message
+    assert url in message
+    assert "endpoint_url" in message
+
+
+def test_unreachable_http_download_named(tmp_path: Path) -> None:
+    from caikit_mm.storage import download_folder
+
+    url = f"http://127.0.0.1:{free_port()}/models/foo"
+    with pytest.raises(RemoteStorageError, match="Cannot connect") as caught:
+        download_folder(url, tmp_path / "out")
+    assert url in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_anonymous_access_denied_by_auth(
     auth_server: AuthServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

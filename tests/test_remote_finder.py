@@ -369,6 +369,14 @@ def test_remote_config_validated(key: str, value: Any) -> None:
     assert f"finders.s3.config.{key}" in str(caught.value)
 
 
+def test_remote_unknown_key_rejected() -> None:
+    with pytest.raises(ConfigError) as caught:
+        sm.remote_manager({"endpoint_ulr": "http://127.0.0.1:9000"})
+    message = str(caught.value)
+    assert "finders.s3.config.endpoint_ulr" in message
+    assert "Did you mean 'endpoint_url'?" in message
+
+
 @pytest.mark.parametrize("package", ["fsspec", "filelock"])
 def test_missing_extra_named(s3_server: S3Server, s3_bucket: str, package: str) -> None:
     url = put_model(s3_server, s3_bucket, "models/foo", sm.model_files("extra"))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import storage_models as sm
 from s3_server import S3Server
 
-from caikit_mm import ModelNotFoundError, RemoteStorageError
+from caikit_mm import ModelFormatError, ModelNotFoundError, RemoteStorageError
 from caikit_mm.storage import download_folder, upload_folder
 
 
@@ -55,6 +57,56 @@ def test_upload_rejects_file(tmp_path: Path) -> None:
     path.write_text("x")
     with pytest.raises(NotADirectoryError, match="not a folder"):
         upload_folder(path, "s3://bucket/models/foo")
+
+
+@pytest.mark.parametrize(
+    "files", [{"data/part-0.bin": b"weights"}, {}], ids=["data-only", "empty"]
+)
+def test_upload_without_config_rejected(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path, files: dict[str, bytes]
+) -> None:
+    folder = sm.write_folder(tmp_path / "model", files)
+    folder.mkdir(exist_ok=True)
+    config = {"endpoint_url": s3_server.endpoint_url}
+    with pytest.raises(ModelFormatError) as caught:
+        upload_folder(folder, f"s3://{s3_bucket}/models/foo", config=config)
+    message = str(caught.value)
+    assert str(folder) in message
+    assert "config.yml" in message
+    assert stored_keys(s3_server, s3_bucket, "") == []
+
+
+@pytest.mark.parametrize(
+    ("call", "operation"),
+    [
+        ("upload_folder(model, 's3://bucket/models/foo')", "Uploading models to"),
+        ("download_folder('s3://bucket/models/foo', out)", "Downloading models from"),
+    ],
+)
+def test_missing_extra_names_operation(
+    tmp_path: Path, call: str, operation: str
+) -> None:
+    model = sm.write_folder(tmp_path / "model", sm.model_files("extra"))
+    # A None entry in sys.modules makes the import fail as if not installed.
+    code = (
+        "import sys\n"
+        "sys.modules['fsspec'] = None\n"
+        "from caikit_mm.storage import download_folder, upload_folder\n"
+        "model, out = sys.argv[1], sys.argv[2]\n"
+        "try:\n"
+        f"    {call}\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(model), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{operation} URLs needs fsspec" in result.stdout
+    assert "pip install 'caikit_mm[s3]'" in result.stdout
 
 
 def test_download_folder(s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ class MultiModelFinder(ModelFinder):
     def validate_config(
         cls, config: Mapping[str, Any], context: ValidationContext
     ) -> None:
+        context.reject_unknown_keys(config, (cls.priority_key,), f"{cls.name} finder")
         validate_priority(config, context, "finders", cls.priority_key)
 
     @property
@@ -117,6 +118,9 @@ class MultiModelInitializer(ModelInitializer):
     def validate_config(
         cls, config: Mapping[str, Any], context: ValidationContext
     ) -> None:
+        context.reject_unknown_keys(
+            config, (cls.priority_key,), f"{cls.name} initializer"
+        )
         validate_priority(config, context, "initializers", cls.priority_key)
 
     @property

@@ -82,13 +82,16 @@ class RemoteListing:
         return sum(obj.size for obj in self.objects)
 
 
-def import_fsspec() -> Any:
-    """Import ``fsspec``, or raise an ``ImportError`` naming the extra."""
+def import_fsspec(operation: str = "Reading models from") -> Any:
+    """Import ``fsspec``, or raise an ``ImportError`` naming the extra.
+
+    ``operation`` starts the message, such as ``"Uploading models to"``.
+    """
     try:
         import fsspec
     except ImportError as exc:
         raise ImportError(
-            "Reading models from URLs needs fsspec and, for s3:// URLs, s3fs: "
+            f"{operation} URLs needs fsspec and, for s3:// URLs, s3fs: "
             "pip install 'caikit_mm[s3]'"
         ) from exc
     return fsspec
@@ -138,16 +141,24 @@ def filesystem_options(
     return options
 
 
-def make_filesystem(protocol: str, options: Mapping[str, Any]) -> Any:
-    """Create a file system for ``protocol`` that no other caller shares."""
-    fsspec = import_fsspec()
+def make_filesystem(
+    protocol: str,
+    options: Mapping[str, Any],
+    operation: str = "Reading models from",
+) -> Any:
+    """Create a file system for ``protocol`` that no other caller shares.
+
+    ``operation`` starts the message of a missing package, as in
+    :func:`import_fsspec`.
+    """
+    fsspec = import_fsspec(operation)
     protect_secrets(secrets_of(options))
     try:
         return fsspec.filesystem(protocol, skip_instance_cache=True, **options)
     except ImportError as exc:
         extra = "pip install 'caikit_mm[s3]'" if protocol in S3_PROTOCOLS else ""
         raise ImportError(
-            f"Reading {protocol}:// URLs needs a package that is not installed "
+            f"{operation} {protocol}:// URLs needs a package that is not installed "
             f"({exc}). {extra or 'Install the fsspec implementation it names.'}"
         ) from exc
     except ValueError as exc:
@@ -207,7 +218,24 @@ def list_model(fs: Any, path: str, url: str) -> RemoteListing | None:
         return _listing(url, "folder", objects)
     if single is not None and single.get("type", "file") == "file":
         return _archive_listing(path, single, url)
+    _raise_if_unreachable(fs, path)
     return None
+
+
+def _raise_if_unreachable(fs: Any, path: str) -> None:
+    """Raise the connection error behind an empty listing, if there is one.
+
+    Some file systems list nothing when the server cannot be reached: fsspec's
+    HTTP one (fsspec 2026.9) skips a folder whose listing fails with any
+    ``OSError``. Asking for the path's info again shows the cause.
+    """
+    failure = None
+    try:
+        fs.info(path)
+    except Exception as exc:  # only a connection failure matters here
+        failure = _connection_failure(exc)
+    if failure is not None:
+        raise failure
 
 
 def _is_folder_marker(name: str, info: Mapping[str, Any]) -> bool:
@@ -304,12 +332,7 @@ def translate_error(
             url=url,
         )
     if names & _UNREACHABLE or _is_connection_error(exc):
-        return RemoteStorageError(
-            f"Cannot connect to the object store at {endpoint} to read {url} "
-            f"({detail}). Check endpoint_url in the finder's config or "
-            "AWS_ENDPOINT_URL, the network, and that the server is running.",
-            url=url,
-        )
+        return _unreachable_error(url, detail, endpoint)
     if isinstance(exc, PermissionError) or any(
         code in detail for code in _DENIED_CODES
     ):
@@ -322,6 +345,28 @@ def translate_error(
     return RemoteStorageError(
         f"Reading {url} failed ({detail}). Check the URL, the endpoint and the "
         "credentials, then retry.",
+        url=url,
+    )
+
+
+def _unreachable_error(url: str, detail: str, endpoint: str) -> RemoteStorageError:
+    protocol = url.partition("://")[0].lower()
+    if protocol in S3_PROTOCOLS:
+        return RemoteStorageError(
+            f"Cannot connect to the object store at {endpoint} to read {url} "
+            f"({detail}). Check endpoint_url in the finder's config or "
+            "AWS_ENDPOINT_URL, the network, and that the server is running.",
+            url=url,
+        )
+    hint = ""
+    if protocol in ("http", "https"):
+        hint = (
+            " For an S3-compatible server, use an s3://bucket/key URL and set "
+            "endpoint_url in the finder's config to the server's address."
+        )
+    return RemoteStorageError(
+        f"Cannot connect to the server of {url} ({detail}). Check the host and "
+        f"port in the URL, the network, and that the server is running.{hint}",
         url=url,
     )
 
@@ -393,3 +438,18 @@ def _is_connection_error(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def _connection_failure(exc: BaseException) -> BaseException | None:
+    """Return the connection error in ``exc`` or its causes, or ``None``."""
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return None
+        own_names = {cls.__name__ for cls in type(current).__mro__}
+        if own_names & _UNREACHABLE or isinstance(
+            current, (ConnectionError, TimeoutError)
+        ):
+            return current
+        current = current.__cause__ or current.__context__
+    return None

@@ -112,6 +112,7 @@ def validate_remote_settings(
     config: Mapping[str, Any], context: ValidationContext
 ) -> None:
     """Check every key of a REMOTE finder's config."""
+    context.reject_unknown_keys(config, REMOTE_DEFAULTS, "REMOTE finder")
     validate_archive_settings(config, context)
     for key in ("endpoint_url", "region", "profile"):
         _check_str(config, context, key, 'a string, or "" to leave it unset')
