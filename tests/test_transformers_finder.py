@@ -19,6 +19,8 @@ from transformers_models import (
 )
 
 from caikit_mm import ConfigError, ModelFormatError, ModelManager, ModelNotFoundError
+from caikit_mm.model_management import FINDERS
+from caikit_mm.model_management.local_finder import LocalModelFinder
 from caikit_mm.transformers import MODULE_ID, TransformersModule
 
 BERT_CONFIG = {"model_type": "bert", "architectures": ["BertModel"], "hidden_size": 32}
@@ -380,12 +382,52 @@ def test_s3_folder_through_remote_finder(
     assert manager.load(url, finder="transformers") is model
 
 
-def test_download_finder_without_download() -> None:
-    manager = finder_manager(download_finder="default")
+@pytest.mark.parametrize("download_finder", ["default", "transformers"])
+def test_download_finder_without_fetch_rejected(download_finder: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        finder_manager(download_finder=download_finder)
+    message = str(info.value)
+    assert "finders.transformers.config.download_finder" in message
+    assert f"{download_finder!r} is a finder of type" in message
+    assert "fetch(model_path)" in message
+    assert "REMOTE" in message
+
+
+class _NoFetchFinder(LocalModelFinder):
+    name = "TRANSFORMERS_TEST_NO_FETCH"
+
+
+def test_plugin_download_finder_without_fetch() -> None:
+    FINDERS.register(_NoFetchFinder)
+    finders = {
+        "plain": {"type": _NoFetchFinder.name},
+        "transformers": {"config": {"download_finder": "plain"}},
+    }
+    manager = ModelManager({"model_management": {"finders": finders}})
     with pytest.raises(ModelNotFoundError) as info:
         manager.find("s3://bucket/model", finder="transformers")
-    assert "'default' (LOCAL)" in str(info.value)
+    assert f"'plain' ({_NoFetchFinder.name})" in str(info.value)
     assert "fetch(model_path)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "expected"),
+    [
+        ("torch_dtype", "int8", "float32"),
+        ("torch_dtype", "", "float32"),
+        ("device", "tpu", "cuda:N"),
+        ("device", "cuda:x", "cuda:N"),
+    ],
+)
+def test_invalid_call_arguments(argument: str, value: str, expected: str) -> None:
+    with pytest.raises(ValueError) as info:
+        finder_manager().find(
+            str(minilm_path()), finder="transformers", **{argument: value}
+        )
+    message = str(info.value)
+    assert argument in message
+    assert repr(value) in message
+    assert expected in message
 
 
 @pytest.mark.parametrize(
@@ -394,9 +436,12 @@ def test_download_finder_without_download() -> None:
         ("task_map", {"BertModel": "summarization"}),
         ("task_map", ["BertModel"]),
         ("device", "gpu 0"),
+        ("device", "tpu"),
+        ("device", "cuda:"),
         ("torch_dtype", "int8"),
         ("trust_remote_code", "yes"),
         ("download_finder", "nowhere"),
+        ("download_finder", "default"),
     ],
 )
 def test_invalid_config_values(key: str, value: Any) -> None:

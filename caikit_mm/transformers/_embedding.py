@@ -20,6 +20,7 @@ from ._format import (
     DenseStep,
     EmbeddingLayout,
 )
+from ._load_errors import weight_read_errors, weights_error
 
 # torch.nn activations a Dense step may name, by class name. Only these are
 # built, so a model's config never imports code.
@@ -108,21 +109,29 @@ def _activation(name: Any, folder: str, path: str) -> Any:
 
 
 def _read_state_dict(step_dir: str) -> dict[str, Any]:
-    import torch
-
     safetensors_file = os.path.join(step_dir, DENSE_WEIGHT_FILES[0])
-    if os.path.isfile(safetensors_file):
-        from safetensors.torch import load_file
-
-        return load_file(safetensors_file)
     bin_file = os.path.join(step_dir, DENSE_WEIGHT_FILES[1])
-    if os.path.isfile(bin_file):
-        return torch.load(bin_file, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
+    for path in (safetensors_file, bin_file):
+        if os.path.isfile(path):
+            try:
+                return _read_weight_file(path)
+            except weight_read_errors() as exc:
+                raise weights_error([path], exc) from exc
     raise ModelFormatError(
         f"Dense step {step_dir!r} has no weights: expected "
         f"{' or '.join(DENSE_WEIGHT_FILES)}.",
         path=step_dir,
     )
+
+
+def _read_weight_file(path: str) -> dict[str, Any]:
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
 
 
 def pool(modes: tuple[str, ...], token_embeddings: Any, attention_mask: Any) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, ClassVar
 
 from ..errors import ModelNotFoundError
@@ -73,22 +73,8 @@ class TransformersFinder(LocalModelFinder):
     ) -> None:
         super().validate_config(config, context)
         _validate_task_map(config.get("task_map"), context)
-        device = config.get("device")
-        if device is not None and not (
-            isinstance(device, str) and _runtime.DEVICE_PATTERN.fullmatch(device)
-        ):
-            raise context.error(
-                f"device must be a torch device string such as cpu, cuda, cuda:0, mps "
-                f"or auto, got {device!r}.",
-                "device",
-            )
-        dtype = config.get("torch_dtype")
-        if dtype is not None and dtype not in _runtime.DTYPES:
-            raise context.error(
-                f"torch_dtype must be one of {', '.join(_runtime.DTYPES)}, got "
-                f"{dtype!r}.",
-                "torch_dtype",
-            )
+        _validate_setting(config, "device", _runtime.check_device, context)
+        _validate_setting(config, "torch_dtype", _runtime.check_dtype, context)
         trust = config.get("trust_remote_code")
         if trust is not None and not isinstance(trust, bool):
             raise context.error(
@@ -120,7 +106,12 @@ class TransformersFinder(LocalModelFinder):
                 folder, or contains ``config.yml`` (the LOCAL finder's format).
             ModelFormatError: The folder lacks weights or tokenizer files, needs
                 remote code that the config does not trust, or has no known task.
+            ValueError: ``device`` or ``torch_dtype`` is not a valid setting.
         """
+        if device is not None:
+            _runtime.check_device(device)
+        if torch_dtype is not None:
+            _runtime.check_dtype(torch_dtype)
         folder = self._local_folder(model_path)
         model = _format.inspect_folder(folder, finder=self.instance_name)
         _format.check_remote_code(model, self._trust)
@@ -159,6 +150,8 @@ class TransformersFinder(LocalModelFinder):
             )
         downloader = self.manager.get_finder(self._download_finder)
         fetch = getattr(downloader, "fetch", None)
+        # Config validation checks built-in types only, so a plugin type without
+        # fetch is caught here.
         if not callable(fetch):
             raise ModelNotFoundError(
                 f"Finder {self.instance_name!r} cannot fetch {model_path!r}: its "
@@ -225,6 +218,21 @@ def _validate_task_map(task_map: Any, context: ValidationContext) -> None:
             raise context.error(str(exc), f"{_format.TASK_MAP_KEY}.{key}") from None
 
 
+def _validate_setting(
+    config: Mapping[str, Any],
+    key: str,
+    check: Callable[[Any], str],
+    context: ValidationContext,
+) -> None:
+    value = config.get(key)
+    if value is None:
+        return
+    try:
+        check(value)
+    except ValueError as exc:
+        raise context.error(str(exc), key) from None
+
+
 def _validate_download_finder(name: Any, context: ValidationContext) -> None:
     if name is None or name == "":
         return
@@ -237,3 +245,29 @@ def _validate_download_finder(name: Any, context: ValidationContext) -> None:
             "local folders only.",
             "download_finder",
         )
+    entry = finders[name]
+    type_name = entry.get("type") if isinstance(entry, Mapping) else None
+    finder_class = _builtin_finder_class(type_name)
+    if finder_class is None or callable(getattr(finder_class, "fetch", None)):
+        return
+    raise context.error(
+        f"download_finder {name!r} is a finder of type {type_name}, which has no "
+        "fetch(model_path) method to download remote folders. Set download_finder "
+        'to a finder of type REMOTE, such as s3, or to "" to read local folders '
+        "only.",
+        "download_finder",
+    )
+
+
+def _builtin_finder_class(type_name: Any) -> type[Any] | None:
+    """Return the class of a built-in finder type, or ``None`` for other types.
+
+    Plugin types are imported only when a finder is built, and a missing or
+    unknown type fails the validation of its own instance.
+    """
+    from ..model_management import FINDERS
+    from ..registry import BUILTIN
+
+    if not isinstance(type_name, str) or FINDERS.source_of(type_name) != BUILTIN:
+        return None
+    return FINDERS.get(type_name)

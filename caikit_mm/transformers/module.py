@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Final
 
 from ..errors import ModelFormatError
 from ..modules import ModuleBase, ModuleConfig, module
-from . import _embedding, _format, _runtime, _tasks, _training
+from . import _embedding, _format, _load_errors, _runtime, _tasks, _training
 from ._format import FEATURE_EXTRACTION, SEQUENCE_CLASSIFICATION, TEXT_GENERATION
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,10 @@ class TransformersModule(ModuleBase):
         Raises:
             ModelFormatError: The folder is not loadable (see the finder), needs
                 remote code that the config does not trust, its ``config.yml``
-                sets ``trust_remote_code``, or transformers cannot build the
-                model.
+                sets ``trust_remote_code``, a weight file is corrupt, or
+                transformers cannot build the model.
+            ValueError: The device or dtype setting is invalid, or the device is
+                not available.
             TypeError: An unknown keyword argument.
             ImportError: The ``transformers`` extra is not installed.
         """
@@ -120,9 +122,12 @@ class TransformersModule(ModuleBase):
         chosen_task = _format.resolve_task(folder, {}, task or settings.get("task"))
         device_name = device or settings.get("device") or _runtime.DEFAULT_DEVICE
         dtype = torch_dtype or settings.get("torch_dtype") or _runtime.DEFAULT_DTYPE
-        start = time.perf_counter()
-        model, tokenizer = _load_pretrained(folder.model_dir, chosen_task, trust, dtype)
+        _runtime.check_dtype(dtype)
+        # Resolving the device first rejects an unavailable GPU before the
+        # weights are read.
         target = _runtime.resolve_device(device_name)
+        start = time.perf_counter()
+        model, tokenizer = _load_pretrained(folder, chosen_task, trust, dtype)
         if model.device != target:
             model.to(target)
         model.eval()
@@ -446,23 +451,26 @@ def _trust_remote_code(module_config: ModuleConfig | None) -> bool:
 
 
 def _load_pretrained(
-    model_dir: str, task: str, trust: bool, dtype: str
+    folder: _format.ModelFolder, task: str, trust: bool, dtype: str
 ) -> tuple[Any, Any]:
     transformers = _runtime.import_transformers()
+    model_dir = folder.model_dir
     auto_class = getattr(transformers, AUTO_CLASSES[task])
     common = {"local_files_only": True, "trust_remote_code": trust}
+    dtype_argument = _runtime.dtype_argument(dtype)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, **common)
-        model = auto_class.from_pretrained(
-            model_dir, **common, **_runtime.dtype_argument(dtype)
-        )
     except (OSError, ValueError, KeyError) as exc:
-        raise ModelFormatError(
-            f"transformers {transformers.__version__} cannot load {model_dir!r} with "
-            f"{AUTO_CLASSES[task]} for {task}: {exc}. Check that this transformers "
-            "version supports the model's model_type, or choose another task in "
-            "the finder's task_map.",
-            path=model_dir,
+        raise _load_errors.load_error(
+            transformers, model_dir, "AutoTokenizer", task, folder.model_type, exc
+        ) from exc
+    try:
+        model = auto_class.from_pretrained(model_dir, **common, **dtype_argument)
+    except _load_errors.weight_read_errors() as exc:
+        raise _load_errors.corrupt_weights_error(model_dir, exc) from exc
+    except (OSError, ValueError, KeyError) as exc:
+        raise _load_errors.load_error(
+            transformers, model_dir, AUTO_CLASSES[task], task, folder.model_type, exc
         ) from exc
     return model, tokenizer
 
