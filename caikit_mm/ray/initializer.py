@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
 import os
 import time
 import uuid
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 ATTACH_ATTEMPTS: Final = 5
 # How long a proxy waits for the actor to confirm a release before killing it.
 RELEASE_TIMEOUT_SECONDS: Final = 30.0
+# An actor that has not started after this long (or half of load_timeout, if
+# shorter) gets a warning, repeated at PENDING_WARNING_INTERVAL_SECONDS.
+PENDING_WARNING_SECONDS: Final = 5.0
+PENDING_WARNING_INTERVAL_SECONDS: Final = 60.0
 
 _CHECKS: Final[Mapping[str, settings.Check]] = {
     **settings.CLUSTER_CHECKS,
@@ -136,9 +141,10 @@ class RayModelInitializer(ModelInitializer):
         ray = connect(self.cluster, RemoteModelError)
         self._check_model_path(ray, module_config)
         name = self.resolve_actor_name(module_config, kwargs)
-        actor, holder = self._attach(ray, module_config, kwargs, name)
+        deadline = self._deadline()
+        actor, holder = self._attach(ray, module_config, kwargs, name, deadline)
         started = time.perf_counter()
-        info = self._load(ray, actor, module_config, name)
+        info = self._load(ray, actor, module_config, name, deadline)
         model = RemoteModel(actor, info, holder, named=bool(name))
         log.info(
             "Loaded %s in %.1f s: %r",
@@ -209,23 +215,27 @@ class RayModelInitializer(ModelInitializer):
         module_config: ModuleConfig,
         kwargs: dict[str, Any],
         name: str,
+        deadline: float,
     ) -> tuple[Any, str]:
-        from ray.exceptions import GetTimeoutError, RayError
+        from ray.exceptions import RayError
 
         holder = uuid.uuid4().hex
         refs = _module_refs(ray, module_config)
+        if not refs:
+            log.info(
+                "Module id %r is not registered in this process; the Ray actor "
+                "looks it up in the libraries of its own environment",
+                module_config.module_id,
+            )
         for _ in range(ATTACH_ATTEMPTS):
             existed = bool(name) and _actor_exists(ray, name, self.namespace)
             actor = self._actor_class(ray, name).remote(
                 module_config, refs, self.local_config, kwargs
             )
             try:
-                attached = ray.get(
-                    actor.attach.remote(holder), timeout=self.load_timeout
+                attached = self._wait_for_start(
+                    ray, actor, actor.attach.remote(holder), module_config, deadline
                 )
-            except GetTimeoutError:
-                ray.kill(actor, no_restart=True)
-                raise self._timeout_error(module_config, name) from None
             except RayError as exc:
                 if not existed:
                     raise self._start_error(module_config, name, exc) from exc
@@ -258,15 +268,118 @@ class RayModelInitializer(ModelInitializer):
             options["lifetime"] = "detached"
         return host_actor_class().options(**options)
 
+    def _deadline(self) -> float:
+        """Return the ``time.monotonic()`` at which the load times out."""
+        if self.load_timeout is None:
+            return math.inf
+        return time.monotonic() + self.load_timeout
+
+    def _wait_for_start(
+        self,
+        ray: Any,
+        actor: Any,
+        attach_ref: Any,
+        module_config: ModuleConfig,
+        deadline: float,
+    ) -> bool:
+        """Wait for the actor's reply to ``attach``, its first call, and return it.
+
+        The actor runs no code before that reply, so a long wait means that Ray
+        has not placed it. Logs a warning that names the resources while it
+        waits, and kills it when ``deadline`` passes.
+
+        Raises:
+            RemoteModelError: The deadline passed before the actor started.
+            RayError: The actor died or could not be created.
+        """
+        started = time.monotonic()
+        delay = PENDING_WARNING_SECONDS
+        if self.load_timeout is not None:
+            delay = min(delay, self.load_timeout / 2)
+        next_warning = started + delay
+        warned = False
+        while True:
+            wait_until = min(deadline, next_warning)
+            timeout = max(0.0, wait_until - time.monotonic())
+            ready, _ = ray.wait([attach_ref], timeout=timeout)
+            if ready:
+                break
+            now = time.monotonic()
+            if now >= deadline:
+                error = self._never_started_error(
+                    ray, actor, module_config, now - started
+                )
+                ray.kill(actor, no_restart=True)
+                raise error
+            if now < next_warning:
+                continue
+            log.warning(
+                "%s %s",
+                self._pending_message(ray, actor, module_config, now - started),
+                self._timeout_note(),
+            )
+            warned = True
+            next_warning = now + PENDING_WARNING_INTERVAL_SECONDS
+        attached = bool(ray.get(attach_ref))
+        if warned:
+            log.info(
+                "Ray actor for %s started after %.1f s",
+                module_config.model_path,
+                time.monotonic() - started,
+            )
+        return attached
+
+    def _timeout_note(self) -> str:
+        if self.load_timeout is None:
+            return "load_timeout is not set, so the load waits until the actor starts."
+        return f"The load fails when load_timeout ({self.load_timeout:g} s) expires."
+
+    def _never_started_error(
+        self, ray: Any, actor: Any, module_config: ModuleConfig, waited: float
+    ) -> RemoteModelError:
+        message = self._pending_message(ray, actor, module_config, waited)
+        return RemoteModelError(
+            f"{message} Ray never scheduled the actor within load_timeout "
+            f"({self.load_timeout:g} s), so it was killed. Free those resources "
+            "(unload other RAY models), lower num_cpus, num_gpus, memory or "
+            f"resources, or raise load_timeout of {self.cluster.owner}."
+        )
+
+    def _pending_message(
+        self, ray: Any, actor: Any, module_config: ModuleConfig, waited: float
+    ) -> str:
+        from ._placement import actor_state, describe_resources, requested_resources
+
+        requested = requested_resources(self.cluster.ray_resources())
+        message = (
+            f"The Ray actor for {module_config.model_path!r} (module "
+            f"{module_config.module_id!r}) has not started after {waited:.0f} s "
+            f"(Ray actor state: {actor_state(ray, actor)}). "
+            f"{describe_resources(ray, requested)}"
+        )
+        if not _is_registered(module_config.module_id):
+            message += (
+                f" Module id {module_config.module_id!r} is not registered in this "
+                "process either; the actor looks it up in its own libraries once "
+                "it starts."
+            )
+        return message
+
     def _load(
-        self, ray: Any, actor: Any, module_config: ModuleConfig, name: str
+        self,
+        ray: Any,
+        actor: Any,
+        module_config: ModuleConfig,
+        name: str,
+        deadline: float,
     ) -> dict[str, Any]:
         from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
+        remaining = None
+        if not math.isinf(deadline):
+            remaining = max(0.0, deadline - time.monotonic())
         try:
-            info: dict[str, Any] = ray.get(
-                actor.load.remote(), timeout=self.load_timeout
-            )
+            info: dict[str, Any] = ray.get(actor.load.remote(), timeout=remaining)
             return info
         except GetTimeoutError:
             ray.kill(actor, no_restart=True)
@@ -289,10 +402,9 @@ class RayModelInitializer(ModelInitializer):
     ) -> RemoteModelError:
         return RemoteModelError(
             f"Loading {module_config.model_path!r} in {_where(name)} did not finish "
-            f"within load_timeout ({self.load_timeout} s), so the actor was killed. "
-            "It may have been waiting for resources that no node has free "
-            f"({self.cluster.ray_resources()}). Lower the resources or raise "
-            f"load_timeout of {self.cluster.owner}."
+            f"within load_timeout ({self.load_timeout:g} s), so the actor was "
+            "killed. The actor had started, so the module's load itself took that "
+            f"long. Raise load_timeout of {self.cluster.owner}."
         )
 
     def _start_error(
@@ -505,6 +617,17 @@ def _module_refs(ray: Any, module_config: ModuleConfig) -> list[tuple[Any, ...]]
         else:
             refs.append(("pickle", ray.cloudpickle.dumps(cls)))
     return refs
+
+
+def _is_registered(module_id: str) -> bool:
+    from ..errors import ModuleNotRegisteredError
+    from ..modules import MODULE_REGISTRY
+
+    try:
+        MODULE_REGISTRY.implementations(module_id)
+    except ModuleNotRegisteredError:
+        return False
+    return True
 
 
 def _where(name: str) -> str:
