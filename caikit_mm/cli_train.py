@@ -25,6 +25,10 @@ from .cli import command, make_manager, print_json
 POLL_SECONDS: Final = 0.1
 HEARTBEAT_SECONDS: Final = 30.0
 INTERRUPTED_EXIT: Final = 130
+# After a cancel, the command waits up to STOP_WAIT_SECONDS for the job's worker
+# to stop. It prints the wait when the worker still runs after QUIET_STOP_SECONDS.
+STOP_WAIT_SECONDS: Final = 60.0
+QUIET_STOP_SECONDS: Final = 1.0
 SPINNER: Final = "|/-\\"
 
 
@@ -43,7 +47,8 @@ def add_parser(sub: Any) -> None:
         "module",
         metavar="MODULE",
         help="module id registered by an installed module library, or "
-        "package.module:Class",
+        "package.module:Class such as caikit_mm_examples.iris:IrisClassifier; "
+        "an unknown MODULE lists the registered ones",
     )
     train.add_argument(
         "--save-path", required=True, metavar="DIR", help="folder to save the model to"
@@ -161,32 +166,100 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+MODULE_FORMS: Final = (
+    "MODULE is a module id that an installed module library registers, or "
+    "package.module:Class naming a module class, such as "
+    "caikit_mm_examples.iris:IrisClassifier"
+)
+
+
 def resolve_module(name: str) -> Any:
     """Return the module class for a registered module id or ``package.module:Class``.
 
     Raises:
-        ModuleNotRegisteredError: ``name`` is neither a registered id nor a
-            ``module:Class`` path.
-        TypeError: The ``module:Class`` path names something that is not a
-            module class.
+        ValueError: ``name`` is neither a registered id nor a ``module:Class``
+            path that imports, or the path names something that is not a module
+            class. The message lists the registered modules.
     """
     from .errors import ModuleNotRegisteredError
-    from .model_management._subprocess_worker import resolve
-    from .modules import MODULE_REGISTRY, ModuleBase
+    from .modules import MODULE_REGISTRY
 
     try:
         return MODULE_REGISTRY.get(name)
     except ModuleNotRegisteredError:
         module_name, separator, qualname = name.partition(":")
         if not separator or not module_name or not qualname:
-            raise
-    target = resolve(module_name, qualname)
+            raise ValueError(
+                f"MODULE {name!r} is not a registered module id. {MODULE_FORMS}. "
+                f"Registered modules: {describe_modules()}."
+            ) from None
+    return _import_module_class(name, module_name, qualname)
+
+
+def _import_module_class(name: str, module_name: str, qualname: str) -> Any:
+    from .model_management._subprocess_worker import resolve
+    from .modules import ModuleBase
+
+    try:
+        target = resolve(module_name, qualname)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or ""
+        if missing and not _is_parent_or_self(missing, module_name):
+            fix = f"Install the package that provides {missing!r}."
+        else:
+            fix = "Check the spelling, or add the package's folder to PYTHONPATH."
+        raise ValueError(
+            f"MODULE {name!r}: cannot import {module_name!r} ({exc}). {fix} "
+            f"{MODULE_FORMS}."
+        ) from None
+    except AttributeError:
+        found = _module_classes_in(module_name)
+        raise ValueError(
+            f"MODULE {name!r}: {module_name!r} has no attribute {qualname!r}. "
+            f"Module classes in {module_name!r}: {', '.join(found) or '(none)'}."
+        ) from None
     if not (isinstance(target, type) and issubclass(target, ModuleBase)):
-        raise TypeError(
-            f"{name} is {target!r}, not a ModuleBase subclass. Name a module class, "
-            "or pass a registered module id."
+        raise ValueError(
+            f"MODULE {name!r} is {target!r:.80}, not a ModuleBase subclass. Name a "
+            f"module class, or pass a registered module id. {MODULE_FORMS}."
         )
     return target
+
+
+def _is_parent_or_self(package: str, module_name: str) -> bool:
+    return module_name == package or module_name.startswith(package + ".")
+
+
+def describe_modules() -> str:
+    """List the registered modules as ``id (name, package.module:Class)``."""
+    from .modules import MODULE_REGISTRY
+
+    MODULE_REGISTRY.load_libraries()
+    entries = []
+    for module_id in MODULE_REGISTRY.ids():
+        cls = _local_class(module_id)
+        where = f"{cls.__module__}:{cls.__qualname__}"
+        entries.append(f"{module_id} ({cls.MODULE_NAME}, {where})")
+    return "; ".join(entries) or "(none; install a module library)"
+
+
+def _local_class(module_id: str) -> Any:
+    from .modules import MODULE_REGISTRY
+    from .modules.base import LOCAL_BACKEND
+
+    implementations = MODULE_REGISTRY.implementations(module_id)
+    return implementations.get(LOCAL_BACKEND) or next(iter(implementations.values()))
+
+
+def _module_classes_in(module_name: str) -> list[str]:
+    from .modules import MODULE_REGISTRY
+
+    names = []
+    for module_id in MODULE_REGISTRY.ids():
+        for cls in MODULE_REGISTRY.implementations(module_id).values():
+            if cls.__module__ == module_name:
+                names.append(cls.__qualname__)
+    return sorted(names)
 
 
 @contextmanager
@@ -232,7 +305,7 @@ def _follow(
                 f"caikit-mm train: interrupted; canceling training {future.id}",
                 file=stream,
             )
-            _cancel(future)
+            _cancel(future, stream, "press Ctrl-C again to stop waiting")
             print(f"caikit-mm train: training {future.id} canceled", file=stream)
             return True
         elapsed = time.monotonic() - started
@@ -243,7 +316,7 @@ def _follow(
                 f"training {future.id}",
                 file=stream,
             )
-            _cancel(future)
+            _cancel(future, stream)
             return False
         display.update(future.status.value, elapsed)
         try:
@@ -256,12 +329,31 @@ def _follow(
     return False
 
 
-def _cancel(future: Any) -> None:
+def _cancel(future: Any, stream: TextIO, hint: str = "") -> None:
+    """Cancel the job and wait, up to ``STOP_WAIT_SECONDS``, for its worker to stop.
+
+    Waiting lets a child process end, and lets a thread that is still saving
+    remove its temporary folder, so nothing outlives the command. A thread whose
+    ``train`` ignores the cancel keeps running until it returns, so the wait is
+    announced when the worker does not stop at once.
+    """
     future.cancel()
     join = getattr(future, "join", None)
-    if callable(join):
-        # Let a subprocess end, so nothing outlives the command.
-        join(timeout=60)
+    if not callable(join) or join(timeout=QUIET_STOP_SECONDS):
+        return
+    note = f" ({hint})" if hint else ""
+    print(
+        f"caikit-mm train: waiting up to {STOP_WAIT_SECONDS:g} s for training "
+        f"{future.id} to stop{note}",
+        file=stream,
+    )
+    stream.flush()
+    if not join(timeout=STOP_WAIT_SECONDS - QUIET_STOP_SECONDS):
+        print(
+            f"caikit-mm train: training {future.id} did not stop within "
+            f"{STOP_WAIT_SECONDS:g} s; exiting anyway",
+            file=stream,
+        )
 
 
 class _Lines:

@@ -207,7 +207,8 @@ class ModelManager:
             TrainingIdInUseError: ``training_id`` belongs to a job that is not
                 terminal; that job is left untouched.
             SavePathExistsError: The final save path holds something and
-                ``overwrite`` is false.
+                ``overwrite`` is false, or another unfinished training in this
+                process saves to it, whatever ``overwrite`` says.
         """
         module_class = _module_class(module)
         trainer_obj = self.get_trainer(trainer)

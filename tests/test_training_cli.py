@@ -185,7 +185,7 @@ def test_cli_train_failure_exits_1(cli_env: dict[str, str], tmp_path: Path) -> N
     [
         (["training-test-echo", "--param", "value"], "is not KEY=VALUE"),
         (["training-test-echo", "--param", "a=1", "--param", "a=2"], "given twice"),
-        (["no-such-module-id"], "ModuleNotRegisteredError"),
+        (["no-such-module-id"], "is not a registered module id"),
         (["training_modules:HANG_GUARD"], "not a ModuleBase subclass"),
     ],
 )
@@ -196,6 +196,51 @@ def test_cli_train_rejects_input(
     assert result.returncode == 1
     assert message in result.stderr
     assert result.stdout == ""
+
+
+def test_cli_train_unknown_module_lists_ids(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # "training" is the name of the test library's entry point, not a module id.
+    result = run_train(cli_env, "training", "--save-path", str(tmp_path / "m"))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert "MODULE 'training' is not a registered module id" in result.stderr
+    assert "training-test-echo (Echo, training_modules:Echo)" in result.stderr
+    assert "training-test-failing (Failing, training_modules:Failing)" in result.stderr
+    assert "package.module:Class" in result.stderr
+    assert "Installed module libraries" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "messages"),
+    [
+        (
+            "nosuch.mod:Cls",
+            ["cannot import 'nosuch.mod'", "Check the spelling"],
+        ),
+        (
+            "training_modules:Nope",
+            [
+                "'training_modules' has no attribute 'Nope'",
+                "Module classes in 'training_modules': Blocking, Combine, Echo",
+            ],
+        ),
+    ],
+)
+def test_cli_train_bad_module_path(
+    cli_env: dict[str, str], tmp_path: Path, module: str, messages: list[str]
+) -> None:
+    result = run_train(cli_env, module, "--save-path", str(tmp_path / "m"))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"caikit-mm train: ValueError: MODULE {module!r}")
+    assert result.stderr.count("\n") == 1
+    for message in messages:
+        assert message in result.stderr
+    assert "ModuleNotFoundError" not in result.stderr
+    assert "AttributeError" not in result.stderr
 
 
 @pytest.mark.parametrize("trainer", ["default", "subprocess"])
@@ -244,11 +289,12 @@ def test_cli_train_second_ctrl_c_exits(cli_env: dict[str, str], tmp_path: Path) 
     assert process.stderr is not None
     wait_for_file(marker)
     process.send_signal(signal.SIGINT)
+    line = read_line_with(process, "canceling training")
+    # The job ignores the cancel, so the command prints that it waits for it.
     line = process.stderr.readline()
-    while "canceling training" not in line:
-        assert line, "the command ended before it reported the cancel"
-        line = process.stderr.readline()
-    # The job ignores the cancel, so only a second Ctrl-C ends the wait.
+    assert "waiting up to 60 s for training" in line
+    assert "press Ctrl-C again to stop waiting" in line
+    # Only a second Ctrl-C ends the wait.
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=WAIT)
     assert process.returncode == 130
@@ -271,6 +317,48 @@ def test_cli_train_timeout_cancels(cli_env: dict[str, str], tmp_path: Path) -> N
     assert result.returncode == 1
     assert "timed out after 0.5 s" in result.stderr
     assert json.loads(result.stdout)["status"] == "CANCELED"
+
+
+def read_line_with(process: subprocess.Popen[str], text: str) -> str:
+    """Read standard error until a line contains ``text``, and return that line."""
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    while text not in line:
+        assert line, f"the command ended before it printed {text!r}"
+        line = process.stderr.readline()
+    return line
+
+
+def test_cli_train_timeout_reports_wait(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    process = start_train(
+        cli_env,
+        "training-test-blocking",
+        "--save-path",
+        str(tmp_path / "m"),
+        "--param",
+        f"marker={tmp_path / 'started'}",
+        "--param",
+        f"release={release}",
+        "--param",
+        "watch=none",
+        "--timeout",
+        "0.5",
+    )
+    read_line_with(process, "timed out after 0.5 s")
+    line = read_line_with(process, "waiting up to")
+    assert "waiting up to 60 s for training" in line
+    assert "to stop" in line
+    # The train that ignored the cancel returns now, which ends the wait.
+    release.write_text("go", encoding="utf-8")
+    stdout, stderr = process.communicate(timeout=WAIT)
+    assert process.returncode == 1
+    assert json.loads(stdout)["status"] == "CANCELED"
+    assert "waiting up to" not in stderr
+    assert "did not stop" not in stderr
+    assert not (tmp_path / "m").exists()
 
 
 def test_cli_train_progress_on_terminal(

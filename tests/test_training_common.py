@@ -176,8 +176,10 @@ def test_commit_folder_overwrites(tmp_path: Path) -> None:
 class ManualFuture(BaseModelFuture):
     """A future driven by the test itself, as a trainer type would drive it."""
 
-    def __init__(self, training_id: str = "manual") -> None:
-        super().__init__(training_id, None, "manual-trainer")
+    def __init__(
+        self, training_id: str = "manual", save_path: str | None = None
+    ) -> None:
+        super().__init__(training_id, save_path, "manual-trainer")
         self.canceled_worker = threading.Event()
 
     def _cancel_job(self) -> None:
@@ -265,6 +267,57 @@ def test_jobs_reject_live_id_and_replace_terminal() -> None:
     jobs.add(second)
     assert jobs.get("job") is second
     assert list(jobs) == [second]
+
+
+def test_jobs_claim_save_path_until_terminal(tmp_path: Path) -> None:
+    jobs: TrainingJobs[ManualFuture] = TrainingJobs("t", None)
+    other: TrainingJobs[ManualFuture] = TrainingJobs("u", None)
+    first = ManualFuture("first", str(tmp_path / "m"))
+    jobs.add(first)
+    (tmp_path / "link").symlink_to(tmp_path)
+    for path in ["m", "m/inner", ".", "link/m"]:
+        with pytest.raises(SavePathExistsError, match="'first', still QUEUED"):
+            other.add(ManualFuture(f"second-{path}", str(tmp_path / path)))
+        with pytest.raises(SavePathExistsError, match="is in use"):
+            check_save_path(str(tmp_path / path), overwrite=True)
+    beside = ManualFuture("beside", str(tmp_path / "m2"))
+    other.add(beside)
+    other.add(ManualFuture("unsaved"))
+    first._complete()
+    second = ManualFuture("second", str(tmp_path / "m"))
+    other.add(second)
+    second.cancel()
+    check_save_path(str(tmp_path / "m"))
+    beside.cancel()
+
+
+def test_jobs_same_id_follows_one_job(tmp_path: Path) -> None:
+    first_jobs: TrainingJobs[ManualFuture] = TrainingJobs("t", None)
+    second_jobs: TrainingJobs[ManualFuture] = TrainingJobs("t", None)
+    first = ManualFuture("shared", str(tmp_path / "m"))
+    first_jobs.add(first)
+    # A second future of the same training id follows the same job.
+    follower = ManualFuture("shared", str(tmp_path / "m"))
+    second_jobs.add(follower)
+    # Starting a new job is still rejected while either future runs.
+    first.cancel()
+    with pytest.raises(SavePathExistsError, match="'shared', still QUEUED"):
+        check_save_path(str(tmp_path / "m"))
+    follower.cancel()
+    check_save_path(str(tmp_path / "m"))
+
+
+def test_jobs_claim_urls_as_text() -> None:
+    jobs: TrainingJobs[ManualFuture] = TrainingJobs("t", None)
+    jobs.add(ManualFuture("first", "s3://bucket/models/m/"))
+    with pytest.raises(SavePathExistsError, match="'first'"):
+        jobs.add(ManualFuture("nested", "s3://bucket/models/m/inner"))
+    jobs.add(ManualFuture("prefix-only", "s3://bucket/models/m2"))
+    jobs.add(ManualFuture("other-bucket", "s3://other/models/m"))
+    for future in jobs:
+        future.cancel()
+    jobs.add(ManualFuture("nested", "s3://bucket/models/m/inner"))
+    jobs.get("nested").cancel()  # type: ignore[union-attr]
 
 
 def test_jobs_forget_after_retention() -> None:

@@ -10,6 +10,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -333,6 +335,104 @@ def test_overwrite_replaces_model(
     assert manager.load(str(save_path), cache=False).value == "new"
     assert not (save_path / "stale.txt").exists()
     assert siblings(tmp_path) == ["model"]
+
+
+def train_in_parallel(
+    count: int, start_training: Callable[[int], Any]
+) -> tuple[list[Any], list[BaseException]]:
+    """Call ``start_training(index)`` from ``count`` threads released together."""
+    barrier = threading.Barrier(count)
+    futures: list[Any] = []
+    errors: list[BaseException] = []
+
+    def call(index: int) -> None:
+        barrier.wait(timeout=WAIT)
+        try:
+            futures.append(start_training(index))
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=WAIT)
+    return futures, errors
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_concurrent_trains_one_save_path(
+    manager: ModelManager, tmp_path: Path, overwrite: bool
+) -> None:
+    release = tmp_path / "release"
+    save_path = tmp_path / "model"
+
+    def start_training(index: int) -> Any:
+        return manager.train(
+            Blocking,
+            marker=str(tmp_path / f"started-{index}"),
+            release=str(release),
+            value=index,
+            save_path=save_path,
+            overwrite=overwrite,
+        )
+
+    futures, errors = train_in_parallel(4, start_training)
+    assert len(futures) == 1
+    assert len(errors) == 3
+    accepted = futures[0]
+    for error in errors:
+        assert isinstance(error, SavePathExistsError)
+        assert accepted.id in str(error)
+        assert error.path == str(save_path)
+    release.write_text("go", encoding="utf-8")
+    assert accepted.wait(timeout=WAIT) is TrainingStatus.COMPLETED
+    value = accepted.load().value
+    # The rejected calls never started their training.
+    started = sorted(p.name for p in tmp_path.glob("started-*"))
+    assert started == [f"started-{value}"]
+    assert manager.load(str(save_path), cache=False).value == value
+    # The path is free again once the job is terminal.
+    again = manager.train(Echo, value="again", save_path=save_path, overwrite=True)
+    assert again.wait(timeout=WAIT) is TrainingStatus.COMPLETED
+
+
+def test_save_path_in_use_across_trainers(
+    manager: ModelManager, tmp_path: Path
+) -> None:
+    marker, release = tmp_path / "started", tmp_path / "release"
+    save_path = tmp_path / "models" / "m"
+    running = manager.train(
+        Blocking, marker=str(marker), release=str(release), save_path=save_path
+    )
+    wait_for_file(marker)
+
+    child_marker = tmp_path / "child-started"
+    for path in (save_path, save_path / "inner", save_path.parent):
+        with pytest.raises(SavePathExistsError, match=running.id) as caught:
+            manager.train(
+                Blocking,
+                marker=str(child_marker),
+                trainer="subprocess",
+                save_path=path,
+                overwrite=True,
+            )
+        assert caught.value.path == str(path)
+
+    other = make_manager()
+    with pytest.raises(SavePathExistsError, match="is in use"):
+        other.train(Echo, save_path=tmp_path / "models" / "." / "m")
+    sibling = manager.train(Echo, trainer="subprocess", save_path=tmp_path / "m2")
+    assert sibling.wait(timeout=WAIT) is TrainingStatus.COMPLETED
+
+    running.cancel()
+    # A canceled job never commits, so its path is free at once.
+    after_cancel = manager.train(Echo, value="after", save_path=save_path)
+    assert after_cancel.wait(timeout=WAIT) is TrainingStatus.COMPLETED
+    release.write_text("go", encoding="utf-8")
+    assert running.join(timeout=WAIT)
+    assert not child_marker.exists()
+    assert manager.load(str(save_path), cache=False).value == "after"
 
 
 # Cancel and wait -------------------------------------------------------------------

@@ -17,6 +17,8 @@ A trainer type builds on these so that its jobs behave like the LOCAL trainer's:
   that a training id is reused only once its earlier job is terminal, and with
   retention of finished futures. :class:`TrainingIndex` is the manager's view
   across trainer instances.
+- :data:`SAVE_PATH_CLAIMS`: the final save paths of the unfinished jobs in this
+  process, so that two jobs never write one path at once.
 """
 
 from __future__ import annotations
@@ -187,9 +189,12 @@ def check_save_path(final_path: str, overwrite: bool = False) -> None:
     an existing folder is replaced when the new model is committed.
 
     Raises:
-        SavePathExistsError: ``final_path`` exists and is not an empty folder,
-            and ``overwrite`` is false; or it is a file.
+        SavePathExistsError: An unfinished job in this process saves to
+            ``final_path``, to a folder inside it or to a folder around it, even
+            with ``overwrite``. Or ``final_path`` exists and is not an empty
+            folder, and ``overwrite`` is false; or it is a file.
     """
+    SAVE_PATH_CLAIMS.check(final_path)
     if os.path.isdir(final_path):
         if overwrite or not _has_entries(final_path):
             return
@@ -266,6 +271,119 @@ def discard_folder(path: str | None) -> None:
     shutil.rmtree(path, ignore_errors=True)
     if os.path.lexists(path):
         log.warning("Could not delete temporary training folder %s", path)
+
+
+# Save paths of unfinished jobs ------------------------------------------------
+
+
+class SavePathClaims:
+    """The final save paths of the unfinished training jobs in this process.
+
+    :meth:`TrainingJobs.add` claims a job's ``save_path`` and the job releases
+    it once it is terminal. The table is shared by every trainer instance of
+    every manager, because a model folder on disk is shared too. Two paths
+    conflict when they are equal or one is inside the other, since committing
+    one model would move or fill the folder of the other.
+
+    Local paths are compared after :func:`os.path.realpath`, so a symbolic link
+    or ``..`` does not hide a conflict. URLs are compared as text, without
+    trailing slashes.
+    """
+
+    def __init__(self) -> None:
+        # Weak keys, so a future that was dropped without ever finishing does
+        # not hold its path forever.
+        self._claims: weakref.WeakKeyDictionary[ModelFuture, str] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    def check(self, save_path: str | None) -> None:
+        """Raise when any unfinished job saves to or around ``save_path``.
+
+        Raises:
+            SavePathExistsError: Such a job exists; the message names its id.
+        """
+        if save_path is None:
+            return
+        key = _claim_key(save_path)
+        with self._lock:
+            owner = self._find_conflict(key, None)
+        if owner is not None:
+            raise path_in_use(save_path, owner)
+
+    def claim(self, future: ModelFuture) -> None:
+        """Record that ``future`` saves to its ``save_path`` until it is terminal.
+
+        A claimed future with the same training id does not conflict, because
+        both futures follow one job. A trainer that submits jobs to a cluster
+        creates such a second future when another manager submits the same
+        training id again. Such a trainer calls :meth:`check` (through
+        :func:`check_save_path`) before it submits a new job, and that check
+        rejects every claimed path.
+
+        Raises:
+            SavePathExistsError: Another unfinished job saves to or around that
+                path; nothing is recorded.
+        """
+        save_path = future.save_path
+        if save_path is None:
+            return
+        key = _claim_key(save_path)
+        with self._lock:
+            owner = self._find_conflict(key, future.id)
+            if owner is None:
+                self._claims[future] = key
+        if owner is not None:
+            raise path_in_use(save_path, owner)
+
+    def release(self, future: ModelFuture) -> None:
+        """Forget the path that ``future`` claimed, if any."""
+        with self._lock:
+            self._claims.pop(future, None)
+
+    def _find_conflict(self, key: str, training_id: str | None) -> ModelFuture | None:
+        # The caller holds self._lock. Only unfinished jobs are listed, so the
+        # scan is short. A terminal owner is dropped here, because its release
+        # may not have run yet or its future type may have no done callback.
+        for owner, claimed in list(self._claims.items()):
+            if owner.status.is_terminal:
+                del self._claims[owner]
+            elif owner.id != training_id and (
+                _nested(claimed, key) or _nested(key, claimed)
+            ):
+                return owner
+        return None
+
+
+def _claim_key(save_path: str) -> str:
+    if "://" in save_path:
+        return save_path.rstrip("/")
+    return os.path.realpath(save_path)
+
+
+def _nested(outer: str, inner: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+def path_in_use(save_path: str, owner: ModelFuture) -> SavePathExistsError:
+    """Build the error for a save path that the unfinished job ``owner`` saves to."""
+    where = (
+        "saves to the same path"
+        if _claim_key(save_path) == _claim_key(owner.save_path or "")
+        else f"saves to {owner.save_path!r}, which overlaps it"
+    )
+    return SavePathExistsError(
+        f"save path {save_path!r} is in use: training {owner.id!r}, still "
+        f"{owner.status.value}, {where}. Two trainings cannot write one folder at "
+        "once, even with overwrite. Choose another save path, use "
+        "save_with_id=True for a folder per training, or wait for that training "
+        "to end.",
+        path=save_path,
+    )
+
+
+SAVE_PATH_CLAIMS: Final = SavePathClaims()
 
 
 # Durations --------------------------------------------------------------------
@@ -351,15 +469,21 @@ class TrainingJobs(Generic[F]):
     def add(self, future: F) -> None:
         """List ``future`` under its id, replacing a terminal job with that id.
 
+        The future's ``save_path`` is claimed in :data:`SAVE_PATH_CLAIMS` until
+        the future is terminal.
+
         Raises:
             TrainingIdInUseError: A job with the same id is not terminal yet; it
                 is left untouched.
+            SavePathExistsError: An unfinished job in this process saves to the
+                same path, or to a folder inside or around it.
         """
         self.purge()
         with self._lock:
             current = self._futures.get(future.id)
             if current is not None and not current.status.is_terminal:
                 raise id_in_use(current, self.trainer_name)
+            SAVE_PATH_CLAIMS.claim(future)
             self._futures[future.id] = future
         if isinstance(future, BaseModelFuture):
             future.add_done_callback(self.finished)
@@ -393,8 +517,10 @@ class TrainingJobs(Generic[F]):
     def finished(self, future: ModelFuture) -> None:
         """Start the retention clock of ``future``; call it once it is terminal.
 
-        :meth:`add` arranges the call for a :class:`BaseModelFuture`.
+        :meth:`add` arranges the call for a :class:`BaseModelFuture`. It also
+        releases the future's save path.
         """
+        SAVE_PATH_CLAIMS.release(future)
         if self.retention is None:
             return
         expiry = time.monotonic() + self.retention.total_seconds()

@@ -144,7 +144,9 @@ class LocalModelTrainer(ModelTrainer):
             ValueError: Subprocess mode without ``save_path``, or an invalid
                 ``training_id``, ``save_path`` or ``model_name``.
             SavePathExistsError: The final path holds something and
-                ``overwrite`` is false.
+                ``overwrite`` is false, or another unfinished job in this
+                process saves to it (or to a folder inside or around it),
+                whatever ``overwrite`` says.
             TrainingIdInUseError: ``training_id`` belongs to a job that is not
                 terminal.
             TypeError: In subprocess mode, the module class or an argument
@@ -173,7 +175,12 @@ class LocalModelTrainer(ModelTrainer):
             self.instance_name,
             f"subprocess, {self.start_method}" if self.use_subprocess else "thread",
         )
-        future.start()
+        try:
+            future.start()
+        except BaseException as exc:
+            # A job that never started must not keep its id and save path.
+            future._fail(exc)
+            raise
         return future
 
     def get_model_future(self, training_id: str) -> LocalModelFuture:
