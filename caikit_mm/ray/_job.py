@@ -40,6 +40,7 @@ from ._cluster import (
     probe,
     split_host_port,
 )
+from ._placement import WarningSchedule, describe_request, requested_resources
 from ._worker import UploadTarget, check_upload_target, delete_canceled_upload
 from .trainer import is_url
 
@@ -430,6 +431,7 @@ class RayJobFuture(BaseModelFuture):
         ``None`` when this future became terminal first (a cancel)."""
         delay = FIRST_POLL_SECONDS
         lost_since: float | None = None
+        pending: WarningSchedule | None = WarningSchedule(time.monotonic())
         while not self.done():
             try:
                 details = self._client.job_info(self.submission_id)
@@ -446,13 +448,48 @@ class RayJobFuture(BaseModelFuture):
                     "deleted, or the cluster restarted."
                 )
             status = str(getattr(details, "status", ""))
-            if status.endswith("RUNNING"):
-                self._mark_running()
+            if status.endswith("PENDING") and pending is not None:
+                if pending.due(time.monotonic()):
+                    log.warning("%s", self._pending_message(details, pending.since))
+            elif status.endswith("RUNNING"):
+                self._mark_started(pending)
+                pending = None
             elif _is_terminal(status):
                 return details
             self._done.wait(delay)
             delay = min(delay * 2, self._trainer.poll_interval)
         return None
+
+    def _mark_started(self, pending: WarningSchedule | None) -> None:
+        """Mark the training RUNNING, and log the wait if it was warned about."""
+        if self._mark_running() and pending is not None and pending.warned:
+            log.info(
+                "Training %s started as Ray job %s after %.1f s",
+                self.id,
+                self.submission_id,
+                time.monotonic() - pending.since,
+            )
+
+    def _pending_message(self, details: Any, since: float) -> str:
+        """Describe a PENDING job with what the job server reports about it.
+
+        The job API does not report the cluster's free resources, so the
+        message cannot tell whether a node could ever fit the request.
+        """
+        cluster = self._trainer.cluster
+        requested = requested_resources(cluster.ray_resources())
+        reported = str(getattr(details, "message", "") or "").strip()
+        return (
+            f"Training {self.id} (Ray job {self.submission_id}) has been PENDING "
+            f"for {time.monotonic() - since:.0f} s: its entrypoint has not "
+            f"started. {describe_request(requested)} The job server reports: "
+            f"{reported or '(no message)'} The training stays QUEUED until the "
+            "job starts, and Ray fails a job that stays PENDING for longer than "
+            "the cluster's RAY_JOB_START_TIMEOUT_SECONDS (900 s by default in "
+            "Ray 2.x). Check the cluster's free resources with `ray status`, "
+            f"cancel the training, or change num_cpus, num_gpus, memory or "
+            f"resources of {cluster.owner}."
+        )
 
     def _lost_limit(self) -> float:
         return max(

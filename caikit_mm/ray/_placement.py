@@ -1,5 +1,6 @@
-"""Describe a Ray actor that waits to be placed: its state, its resource request
-and what the cluster has, for the RAY initializer's warnings and errors."""
+"""Describe a Ray actor or task that waits to be placed: its state, its resource
+request and what the cluster has, for the warnings and errors of the RAY
+initializer and trainer."""
 
 from __future__ import annotations
 
@@ -11,6 +12,35 @@ log = logging.getLogger(__name__)
 
 # Ray's names for the resources that num_cpus, num_gpus and memory reserve.
 _STANDARD_NAMES: Final = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
+# A training that Ray has not started after PENDING_WARNING_SECONDS gets a
+# warning, repeated every PENDING_WARNING_INTERVAL_SECONDS while it waits.
+PENDING_WARNING_SECONDS: Final = 5.0
+PENDING_WARNING_INTERVAL_SECONDS: Final = 60.0
+
+
+class WarningSchedule:
+    """Times of the warnings about work that waits to start: the first one
+    ``first_seconds`` after ``since`` (a ``time.monotonic()`` value), then one
+    every ``interval_seconds``."""
+
+    def __init__(
+        self,
+        since: float,
+        first_seconds: float = PENDING_WARNING_SECONDS,
+        interval_seconds: float = PENDING_WARNING_INTERVAL_SECONDS,
+    ) -> None:
+        self.since = since
+        self.warned = False
+        self._interval = interval_seconds
+        self._next = since + first_seconds
+
+    def due(self, now: float) -> bool:
+        """Tell whether a warning is due at ``now``, and if so schedule the next."""
+        if now < self._next:
+            return False
+        self.warned = True
+        self._next = now + self._interval
+        return True
 
 
 def requested_resources(options: Mapping[str, Any]) -> dict[str, float]:
@@ -40,11 +70,14 @@ def actor_state(ray: Any, actor: Any) -> str:
         return "unknown"
 
 
-def describe_resources(ray: Any, requested: Mapping[str, float]) -> str:
+def describe_resources(
+    ray: Any, requested: Mapping[str, float], what: str = "actor"
+) -> str:
     """Describe ``requested`` against the cluster's free and total resources.
 
     Names the resources that no live node has enough of, because such an actor
-    cannot start until a node that has them joins the cluster.
+    (or task, as ``what`` names it) cannot start until a node that has them joins
+    the cluster.
     """
     if not requested:
         return "It requests no resources, so it may be waiting for its runtime_env."
@@ -55,10 +88,7 @@ def describe_resources(ray: Any, requested: Mapping[str, float]) -> str:
         f"{_number(total.get(name, 0.0))}"
         for name in requested
     ]
-    text = (
-        f"It requests {_format(requested)}. Free in the cluster now: "
-        f"{', '.join(parts)}."
-    )
+    text = f"{describe_request(requested)} Free in the cluster now: {', '.join(parts)}."
     nodes = _live_node_resources(ray)
     if nodes is not None and not any(_fits(node, requested) for node in nodes):
         missing = [
@@ -68,15 +98,22 @@ def describe_resources(ray: Any, requested: Mapping[str, float]) -> str:
         ]
         lacking = " or ".join(missing) or "all of them at once"
         return (
-            f"{text} No live node has {lacking} in that amount, so the actor "
+            f"{text} No live node has {lacking} in that amount, so the {what} "
             "cannot start until such a node joins the cluster."
         )
     if all(available.get(name, 0.0) >= amount for name, amount in requested.items()):
         return (
-            f"{text} The cluster has these resources free, so the actor may be "
+            f"{text} The cluster has these resources free, so the {what} may be "
             "waiting for its runtime_env to be set up or for a worker to start."
         )
     return f"{text} Other tasks and actors hold the resources it needs."
+
+
+def describe_request(requested: Mapping[str, float]) -> str:
+    """Describe ``requested`` without the cluster's resources."""
+    if not requested:
+        return "It requests no resources."
+    return f"It requests {_format(requested)}."
 
 
 def _live_node_resources(ray: Any) -> list[dict[str, float]] | None:

@@ -23,6 +23,7 @@ from ..errors import TrainingProcessError
 from ..model_management._training_common import commit_folder, discard_folder
 from ..model_management.training import BaseModelFuture, TrainingStatus
 from ._cluster import import_ray, remote_cause
+from ._placement import WarningSchedule
 from ._worker import delete_canceled_upload
 
 if TYPE_CHECKING:
@@ -133,6 +134,7 @@ class RayTaskFuture(BaseModelFuture):
         self._force_at: float | None = None
         self._model: ModuleBase | None = None
         self._load_lock = threading.Lock()
+        self._pending: WarningSchedule | None = None
 
     def start(self) -> None:
         """Submit the task and hand it to a watcher thread.
@@ -152,6 +154,7 @@ class RayTaskFuture(BaseModelFuture):
         if self._trainer.cluster.runtime_env:
             options["runtime_env"] = self._trainer.cluster.runtime_env
         function = _task_function().options(**options)
+        self._pending = WarningSchedule(time.monotonic())
         try:
             self._generator = function.remote(
                 self.module_class,
@@ -211,12 +214,12 @@ class RayTaskFuture(BaseModelFuture):
             TrainingProcessError: The task ended without an outcome.
         """
         ray = import_ray()
-        self._wait_for_next_value()
+        self._wait_for_next_value(self._pending)
         first = next(self._generator)
         ready, _ = ray.wait([self._generator], timeout=FAST_FINISH_SECONDS)
         if not ready:
             ray.get(first)  # raises the error of a task that never started
-            self._mark_running()
+            self._mark_started()
             self._wait_for_next_value()
         try:
             outcome = next(self._generator)
@@ -226,20 +229,35 @@ class RayTaskFuture(BaseModelFuture):
                 f"training {self.id!r} ended its Ray task after yielding {marker!r} "
                 "and no outcome."
             ) from None
-        self._mark_running()
+        self._mark_started()
         return ray.get(outcome)
 
-    def _wait_for_next_value(self) -> None:
+    def _mark_started(self) -> None:
+        """Mark the job RUNNING, and log the wait if it was warned about."""
+        pending, self._pending = self._pending, None
+        if self._mark_running() and pending is not None and pending.warned:
+            log.info(
+                "Training %s started on Ray after %.1f s",
+                self.id,
+                time.monotonic() - pending.since,
+            )
+
+    def _wait_for_next_value(self, pending: WarningSchedule | None = None) -> None:
         """Wait until the generator's next value is ready, or the task ended.
 
-        A cancelled task still running after the grace period is cancelled
-        again with ``force=True``.
+        With ``pending``, the task has not started yet, and a warning that
+        explains the wait is logged on its schedule until the task starts or the job
+        is cancelled. A cancelled task still running after the grace period
+        is cancelled again with ``force=True``.
         """
         ray = import_ray()
         while True:
             ready, _ = ray.wait([self._generator], timeout=WATCH_INTERVAL_SECONDS)
             if ready:
                 return
+            if pending is not None and not self.done():
+                if pending.due(time.monotonic()):
+                    log.warning("%s", self._pending_message(ray, pending.since))
             if self._force_at is not None and time.monotonic() >= self._force_at:
                 self._force_at = None
                 log.warning(
@@ -248,6 +266,19 @@ class RayTaskFuture(BaseModelFuture):
                     self._grace_period,
                 )
                 ray.cancel(self._generator, force=True)
+
+    def _pending_message(self, ray: Any, since: float) -> str:
+        from ._placement import describe_resources, requested_resources
+
+        requested = requested_resources(self._trainer.cluster.ray_resources())
+        return (
+            f"Training {self.id} of {self.module_class.__qualname__} has not "
+            f"started after {time.monotonic() - since:.0f} s: Ray has not "
+            f"scheduled its task. {describe_resources(ray, requested, 'task')} "
+            "The training stays QUEUED until the task starts. Cancel it, or "
+            f"change num_cpus, num_gpus, memory or resources of "
+            f"{self._trainer.cluster.owner}."
+        )
 
     def _finish_with(self, outcome: Any) -> None:
         if self.save_path is None:
