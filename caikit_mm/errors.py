@@ -20,6 +20,7 @@ still works around a model load::
     ├── NoMatchingBackendError (LookupError)
     ├── InitializationFailedError (RuntimeError)
     ├── RemoteStorageError (OSError)
+    ├── LocalStorageError (OSError)
     ├── TrainingError (RuntimeError)
     │   ├── TrainingNotFoundError (LookupError)
     │   ├── TrainingIdInUseError (ValueError)
@@ -41,6 +42,7 @@ __all__ = [
     "CaikitMMError",
     "ConfigError",
     "InitializationFailedError",
+    "LocalStorageError",
     "ModelFormatError",
     "ModelNotFoundError",
     "ModuleNotRegisteredError",
@@ -154,14 +156,22 @@ class UnknownTypeError(PluginError):
 class PluginImportError(PluginError, ImportError):
     """A plugin whose entry point failed to import; ``__cause__`` is the original."""
 
-    def __init__(self, group: str, type_name: str, target: str, dist: str) -> None:
+    def __init__(
+        self,
+        group: str,
+        type_name: str,
+        target: str,
+        dist: str,
+        error: BaseException | None = None,
+    ) -> None:
         self.group = group
         self.type_name = type_name
         self.target = target
         self.dist = dist
+        cause = f" ({type(error).__name__}: {error})" if error is not None else ""
         super().__init__(
-            f"Plugin {type_name!r} in {group} ({target} from {dist}) failed to import; "
-            "see the chained error, then fix or reinstall that distribution."
+            f"Plugin {type_name!r} in {group} ({target} from {dist}) failed to "
+            f"import{cause}. Fix or reinstall that distribution."
         )
 
 
@@ -285,6 +295,22 @@ class RemoteStorageError(CaikitMMError, OSError):
 
     def __init__(self, message: str, *, url: str = "") -> None:
         self.url = url
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class LocalStorageError(CaikitMMError, OSError):
+    """A local folder, such as the cache, that a model could not be written to
+    because it is read-only or its disk is full.
+
+    Attributes:
+        path: The file or folder that could not be written.
+    """
+
+    def __init__(self, message: str, *, path: str | Path = "") -> None:
+        self.path = str(path)
         super().__init__(message)
 
     def __str__(self) -> str:

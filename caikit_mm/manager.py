@@ -14,6 +14,7 @@ from .errors import TrainingNotFoundError, UnknownInstanceError
 from .model_management import REGISTRIES, ModelFinder, ModelInitializer, ModelTrainer
 from .model_management._training_common import (
     TrainingIndex,
+    check_save_path_type,
     trainer_name_from_id,
     unknown_training,
 )
@@ -30,9 +31,7 @@ P = TypeVar("P", bound=_Plugin)
 class _Factory(Generic[P]):
     """The named instances of one role, built once each on first use."""
 
-    def __init__(
-        self, manager: ModelManager, role: str, config: ManagerConfig
-    ) -> None:
+    def __init__(self, manager: ModelManager, role: str, config: ManagerConfig) -> None:
         self._manager = manager
         self.role = role
         self._config = config
@@ -209,7 +208,11 @@ class ModelManager:
             SavePathExistsError: The final save path holds something and
                 ``overwrite`` is false, or another unfinished training in this
                 process saves to it, whatever ``overwrite`` says.
+            TypeError: ``save_path`` is not a ``str`` or ``os.PathLike`` path,
+                ``training_id`` is not a ``str``, or ``save_with_id``, ``wait``
+                or ``overwrite`` is not a ``bool``.
         """
+        _check_train_arguments(save_path, save_with_id, wait, overwrite, training_id)
         module_class = _module_class(module)
         trainer_obj = self.get_trainer(trainer)
         kwargs.update(save_path=save_path, save_with_id=save_with_id)
@@ -241,7 +244,13 @@ class ModelManager:
         Raises:
             TrainingNotFoundError: No trainer knows the id; the message names
                 the trainers asked.
+            TypeError: ``training_id`` is not a ``str``.
         """
+        if not isinstance(training_id, str):
+            raise TypeError(
+                f"training_id must be a str, got {type(training_id).__name__} "
+                f"{training_id!r}. Pass the id that train() returned as future.id."
+            )
         asked: list[str] = []
         for candidate in self._training_candidates(training_id):
             asked.append(candidate.instance_name)
@@ -318,8 +327,10 @@ class ModelManager:
         # Fast path: an absolute path or URL seen before maps straight to its model.
         # Other identifiers may depend on the working directory or a finder's
         # base path, so they are resolved first.
-        if cache and type(model_path) is str and (
-            model_path[:1] == "/" or "://" in model_path
+        if (
+            cache
+            and type(model_path) is str
+            and (model_path[:1] == "/" or "://" in model_path)
         ):
             alias = (model_path, finder, initializer, *kwargs.items())
             try:
@@ -345,23 +356,41 @@ class ModelManager:
         initializer: str | ModelInitializer | None = None,
         **kwargs: Any,
     ) -> bool:
-        """Drop a loaded model from the cache and release what it holds.
+        """Drop loaded models from the cache and release what they hold.
+
+        Arguments narrow the match: ``finder`` or ``initializer`` left at
+        ``None`` matches a model loaded through any of them, and without
+        ``kwargs`` a model loaded with any keyword arguments matches. So
+        ``unload(path)`` drops every copy of ``path``, including one that
+        ``load(path, initializer="ray")`` hosts in an actor.
 
         Returns:
-            Whether a model was loaded under these arguments.
+            Whether at least one model was dropped.
         """
-        finder_obj = self.get_finder(finder)
-        initializer_obj = self.get_initializer(initializer)
-        key = self._cache_key(model_path, finder_obj, initializer_obj, kwargs, True)
+        finder_obj = None if finder is None else self.get_finder(finder)
+        initializer_obj = (
+            None if initializer is None else self.get_initializer(initializer)
+        )
+        # Finders may touch the file system or a store, so the keys are matched
+        # outside the lock, and a model unloaded meanwhile is skipped.
         with self._lock:
-            model = self._models.pop(key, None) if key is not None else None
-            for alias in self._alias_keys.pop(key, []):
-                self._aliases.pop(alias, None)
-        if model is None:
-            return False
-        initializer_obj.release(model)
-        log.info("Unloaded model %r", model_path)
-        return True
+            keys = [key for key in self._models if isinstance(key, tuple)]
+        matches = _matching_keys(keys, model_path, finder_obj, initializer_obj, kwargs)
+        dropped: list[tuple[ModelInitializer, Any]] = []
+        with self._lock:
+            for key in matches:
+                model = self._models.pop(key, None)
+                if model is None:
+                    continue
+                dropped.append((key[2], model))
+                for alias in self._alias_keys.pop(key, []):
+                    self._aliases.pop(alias, None)
+        for owner, model in dropped:
+            owner.release(model)
+            log.info(
+                "Unloaded model %r from initializer %r", model_path, owner.instance_name
+            )
+        return bool(dropped)
 
     def loaded_models(self) -> list[Any]:
         """List the models this manager holds in its cache."""
@@ -474,3 +503,58 @@ def _describe_path(model_path: Any) -> str:
         return f"<{len(model_path)} bytes>"
     return repr(model_path)[:120]
 
+
+def _matching_keys(
+    keys: list[tuple[Any, ...]],
+    model_path: Any,
+    finder: ModelFinder | None,
+    initializer: ModelInitializer | None,
+    kwargs: dict[str, Any],
+) -> list[tuple[Any, ...]]:
+    """Select the cache keys of ``model_path``; a ``None`` filter matches any."""
+    finders = (
+        [finder] if finder is not None else list(dict.fromkeys(k[1] for k in keys))
+    )
+    path_keys: dict[ModelFinder, Hashable] = {}
+    for candidate in finders:
+        try:
+            path_key = candidate.cache_key(model_path, **kwargs)
+        except Exception:  # a finder that cannot read this kind of identifier
+            path_key = None
+        if path_key is not None:
+            path_keys[candidate] = path_key
+    exact = tuple(sorted(kwargs.items()))
+    return [
+        key
+        for key in keys
+        if key[1] in path_keys
+        and key[0] == path_keys[key[1]]
+        and (initializer is None or key[2] is initializer)
+        and (not kwargs or key[3:] == exact)
+    ]
+
+
+def _check_train_arguments(
+    save_path: object,
+    save_with_id: object,
+    wait: object,
+    overwrite: object,
+    training_id: object,
+) -> None:
+    if save_path is not None:
+        check_save_path_type(save_path)
+    for name, value in (
+        ("save_with_id", save_with_id),
+        ("wait", wait),
+        ("overwrite", overwrite),
+    ):
+        if not isinstance(value, bool):
+            raise TypeError(
+                f"{name} must be a bool, got {type(value).__name__} {value!r}. "
+                "Pass True or False."
+            )
+    if training_id is not None and not isinstance(training_id, str):
+        raise TypeError(
+            f"training_id must be a str or None, got {type(training_id).__name__} "
+            f"{training_id!r}."
+        )

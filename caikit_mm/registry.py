@@ -244,7 +244,7 @@ class PluginRegistry(Generic[T]):
                 )
             entry.import_error = exc
             raise PluginImportError(
-                self.group, entry.name, entry.target, entry.source
+                self.group, entry.name, entry.target, entry.source, exc
             ) from exc
         self._check_subclass(obj, entry.name)
         return obj  # type: ignore[no-any-return]

@@ -157,3 +157,16 @@ def test_config_yml_path_names_folder(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError) as info:
         manager().find(folder / "config.yml")
     assert f"Pass the folder that holds it: {str(folder)!r}" in str(info.value)
+
+
+def test_text_mode_file_is_rejected(tmp_path: Path) -> None:
+    archive = tmp_path / "model.zip"
+    archive.write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    with open(archive, encoding="latin-1") as stream:
+        with pytest.raises(ModelNotFoundError, match="open\\(path, 'rb'\\)"):
+            manager().find(stream)
+
+
+def test_nul_in_path_is_rejected() -> None:
+    with pytest.raises(ModelNotFoundError, match="NUL character"):
+        manager().find("models/a\x00b")

@@ -156,6 +156,38 @@ def test_unload_drops_and_releases(tmp_path: Path) -> None:
     assert manager.unload(tmp_path / "never-loaded") is False
 
 
+def test_unload_matches_any_initializer(tmp_path: Path) -> None:
+    released = []
+
+    class Releasing(ModelInitializer):
+        name = "TEST_RELEASING_ANY"
+
+        def init(self, module_config: ModuleConfig, **kwargs: Any) -> Any:
+            return object()
+
+        def release(self, model: Any) -> None:
+            released.append(model)
+
+    manager = ModelManager()
+    initializer = Releasing({}, "releasing")
+    folder = make_model(tmp_path, "unload-any")
+    hosted = manager.load(folder, initializer=initializer)
+    local = manager.load(folder)
+    other = manager.load(make_model(tmp_path, "unload-kept"))
+    assert manager.unload(str(folder) + "/") is True
+    assert released == [hosted]
+    assert manager.loaded_models() == [other]
+    assert manager.load(folder) is not local
+
+
+def test_unload_filters_by_kwargs(tmp_path: Path, manager: ModelManager) -> None:
+    folder = make_model(tmp_path, "unload-kwargs")
+    plain = manager.load(folder)
+    manager.load(folder, flavor="a")
+    assert manager.unload(folder, flavor="a") is True
+    assert manager.loaded_models() == [plain]
+
+
 def test_concurrent_loads_share_one_initialization(
     tmp_path: Path, manager: ModelManager
 ) -> None:

@@ -91,6 +91,7 @@ def test_broken_plugin_breaks_nothing_else(site: Path) -> None:
         plugins.get("BROKEN")
     assert isinstance(info.value.__cause__, RuntimeError)
     assert "boom at import" in str(info.value.__cause__)
+    assert "RuntimeError: boom at import" in str(info.value)
     assert "rt-broken 1.0" in str(info.value)
     assert "rt_plugin_broken:Broken" in str(info.value)
     assert plugins.get("GOOD").__name__ == "Good"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import stat
@@ -73,6 +74,14 @@ class LocalModelFinder(ModelFinder):
             ArchiveError: A file or content that is not a valid model archive.
             UnsafeArchiveError: The archive has an unsafe entry or is too large.
         """
+        if isinstance(model_path, io.TextIOBase):
+            raise ModelNotFoundError(
+                f"Finder {self.instance_name!r} ({self.name}) got a file opened in "
+                f"text mode ({getattr(model_path, 'name', model_path)!r}). Open the "
+                "archive in binary mode, open(path, 'rb'), or pass its path.",
+                model_path=model_path,
+                finder=self.instance_name,
+            )
         if _is_archive_object(model_path):
             folder = self._extract(model_path)
         else:
@@ -156,7 +165,9 @@ class LocalModelFinder(ModelFinder):
     def _candidates(self, model_path: Any) -> list[str]:
         if type(model_path) is str and model_path[:1] == "/":
             return [model_path]
-        if model_path == "" or (isinstance(model_path, str) and "://" in model_path):
+        if model_path == "" or (
+            isinstance(model_path, str) and ("://" in model_path or "\0" in model_path)
+        ):
             raise self._unsupported_identifier(model_path)
         if not isinstance(model_path, (str, os.PathLike)):
             raise ModelNotFoundError(
@@ -180,6 +191,9 @@ class LocalModelFinder(ModelFinder):
         if model_path == "":
             problem = "got an empty model path"
             fix = "Pass the model's folder or archive path"
+        elif "\0" in model_path:
+            problem = f"got a model path with a NUL character: {model_path!r:.120}"
+            fix = "Remove the NUL character from the path"
         else:
             problem = f"reads local paths, not URLs such as {model_path!r}"
             fix = (

@@ -206,7 +206,11 @@ class MultiModelInitializer(ModelInitializer):
 
 def describe_attempts(attempts: list[Attempt]) -> str:
     """List each attempt as ``name: ErrorType: message``."""
-    return "; ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in attempts)
+    # Messages end in a period, which would read ".;" before the separator.
+    return "; ".join(
+        f"{name}: {type(exc).__name__}: {str(exc).rstrip('.')}"
+        for name, exc in attempts
+    )
 
 
 def validate_priority(
