@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from plugin_dists import make_distribution
 
+import caikit_mm
+
 TESTS_DIR = Path(__file__).resolve().parent
 
 
@@ -139,3 +141,9 @@ def test_run_must_be_json_object(
     )
     assert result.returncode == 1
     assert "--run must be a JSON object" in result.stderr
+
+
+def test_version_flag(cli_env: dict[str, str]) -> None:
+    result = run_cli(cli_env, "--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"caikit-mm {caikit_mm.__version__}"
