@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any, Final, TextIO
 
 from .cli import command, make_manager, print_json
+from .errors import SavePathExistsError
 
 POLL_SECONDS: Final = 0.1
 HEARTBEAT_SECONDS: Final = 30.0
@@ -84,7 +85,7 @@ def add_parser(sub: Any) -> None:
     )
     train.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         metavar="SECONDS",
         help="cancel the job if it has not finished after SECONDS",
     )
@@ -98,16 +99,19 @@ def _train(args: argparse.Namespace) -> int:
     module_class = resolve_module(args.module)
     manager = make_manager(args)
     with _sigint_as_flag() as sigint:
-        future = manager.train(
-            module_class,
-            trainer=args.trainer,
-            save_path=args.save_path,
-            save_with_id=args.save_with_id,
-            model_name=args.model_name,
-            training_id=args.training_id,
-            overwrite=args.overwrite,
-            **params,
-        )
+        try:
+            future = manager.train(
+                module_class,
+                trainer=args.trainer,
+                save_path=args.save_path,
+                save_with_id=args.save_with_id,
+                model_name=args.model_name,
+                training_id=args.training_id,
+                overwrite=args.overwrite,
+                **params,
+            )
+        except SavePathExistsError as exc:
+            raise SavePathExistsError(cli_wording(str(exc)), path=exc.path) from None
         interrupted = _follow(future, args.timeout, sigint, sys.stderr)
     trainer = manager.get_trainer(args.trainer)
     info = future.info()
@@ -128,13 +132,42 @@ def _train(args: argparse.Namespace) -> int:
     if interrupted:
         return INTERRUPTED_EXIT
     if info.status is not TrainingStatus.COMPLETED:
-        detail = f": {info.errors[0]}" if info.errors else ""
+        detail = f": {cli_wording(info.errors[0])}" if info.errors else ""
         print(
             f"caikit-mm train: training {future.id} {info.status.value}{detail}",
             file=sys.stderr,
         )
         return 1
     return 0
+
+
+# Keyword arguments that library error messages suggest, and the flags of this
+# command that set them.
+CLI_FLAGS: Final = (
+    ("save_with_id=True", "--save-with-id"),
+    ("overwrite=True", "--overwrite"),
+)
+
+
+def cli_wording(message: str) -> str:
+    """Replace the Python keyword arguments in ``message`` with this command's flags."""
+    for keyword, flag in CLI_FLAGS:
+        message = message.replace(keyword, flag)
+    return message
+
+
+def positive_seconds(text: str) -> float:
+    """Parse ``--timeout``: a number of seconds greater than zero."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: give a number of seconds greater than 0, "
+            "such as 600, or leave --timeout out to wait without a limit"
+        )
+    return seconds
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:

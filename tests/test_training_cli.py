@@ -439,3 +439,35 @@ def test_cli_train_iris_example(tmp_path: Path) -> None:
     )
     assert loaded.returncode == 0, loaded.stderr
     assert json.loads(loaded.stdout)["result"][0]["label"] == "setosa"
+
+
+def test_cli_train_existing_path_names_flags(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    save_path = tmp_path / "m"
+    save_path.mkdir()
+    (save_path / "config.yml").write_text("module_id: x\n", encoding="utf-8")
+    result = run_train(cli_env, "training-test-echo", "--save-path", str(save_path))
+    assert result.returncode == 1
+    assert "--save-with-id" in result.stderr
+    assert "--overwrite" in result.stderr
+    assert "save_with_id=True" not in result.stderr
+    assert "overwrite=True" not in result.stderr
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "soon"])
+def test_cli_train_rejects_bad_timeout(
+    cli_env: dict[str, str], tmp_path: Path, timeout: str
+) -> None:
+    save_path = tmp_path / "m"
+    result = run_train(
+        cli_env,
+        "training-test-echo",
+        "--save-path",
+        str(save_path),
+        "--timeout",
+        timeout,
+    )
+    assert result.returncode == 2
+    assert "greater than 0" in result.stderr
+    assert not save_path.exists()

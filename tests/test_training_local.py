@@ -7,6 +7,7 @@ train the modules in ``training_modules``; nothing is mocked.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,6 +37,11 @@ from caikit_mm import (
     TrainingNotFoundError,
     TrainingProcessError,
     TrainingStatus,
+)
+from caikit_mm.model_management._training_common import (
+    SIBLING_NAME_EXTRA,
+    TEMP_MARKER,
+    make_temp_folder,
 )
 from caikit_mm.testing import TrainerConformance
 
@@ -778,3 +784,135 @@ def test_subprocess_rejects_local_class(manager: ModelManager, tmp_path: Path) -
     with pytest.raises(TypeError, match="cannot be imported by that name"):
         manager.train(Local, trainer="subprocess", save_path=tmp_path / "m")
     assert siblings(tmp_path) == []
+
+
+# Save path checks before training -------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_save_path_under_file_rejected(
+    manager: ModelManager, mode: str, tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.raises(NotADirectoryError, match="is not a folder"):
+        manager.train(
+            Echo, trainer=trainer_for(mode), save_path=tmp_path / "file" / "m"
+        )
+
+
+def test_make_temp_folder_error_names_save_path(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    final = tmp_path / "file" / "m"
+    with pytest.raises(OSError) as caught:
+        make_temp_folder(str(final))
+    assert str(final) in str(caught.value)
+    assert TEMP_MARKER not in str(caught.value)
+
+
+def name_max(folder: Path) -> int:
+    return os.pathconf(folder, "PC_NAME_MAX")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_long_model_name_rejected(
+    manager: ModelManager, mode: str, tmp_path: Path
+) -> None:
+    limit = name_max(tmp_path) - SIBLING_NAME_EXTRA
+    for length in (limit + 1, name_max(tmp_path) + 45):
+        with pytest.raises(ValueError, match=f"at most {limit} bytes"):
+            manager.train(
+                Echo,
+                trainer=trainer_for(mode),
+                save_path=tmp_path,
+                model_name="n" * length,
+            )
+    assert siblings(tmp_path) == []
+    future = manager.train(
+        Echo,
+        value=1,
+        trainer=trainer_for(mode),
+        save_path=tmp_path,
+        model_name="n" * limit,
+    )
+    assert future.wait(WAIT) is TrainingStatus.COMPLETED
+    assert siblings(tmp_path) == ["n" * limit]
+
+
+def test_long_inner_folder_rejected(manager: ModelManager, tmp_path: Path) -> None:
+    limit = name_max(tmp_path)
+    with pytest.raises(ValueError, match=f"at most {limit} bytes"):
+        manager.train(Echo, save_path=tmp_path / ("d" * (limit + 1)) / "m")
+
+
+@pytest.mark.parametrize("model_name", ["a/b", "a\x00b", ".", "..", ""])
+def test_bad_model_name_rejected(
+    manager: ModelManager, tmp_path: Path, model_name: str
+) -> None:
+    with pytest.raises(ValueError, match="single folder name"):
+        manager.train(Echo, save_path=tmp_path, model_name=model_name)
+
+
+# Argument types -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("training_id", [5, None, b"id"])
+def test_get_model_future_rejects_type(manager: ModelManager, training_id: Any) -> None:
+    with pytest.raises(
+        TypeError, match=f"training_id must be a str, got {type(training_id).__name__}"
+    ):
+        manager.get_model_future(training_id)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"save_path": 123}, "save_path must be a str or os.PathLike path"),
+        ({"save_path": b"/tmp/x"}, "save_path must be a str or os.PathLike path"),
+        ({"wait": "no"}, "wait must be a bool, got str 'no'"),
+        ({"overwrite": "no"}, "overwrite must be a bool, got str 'no'"),
+        ({"save_with_id": 1}, "save_with_id must be a bool, got int 1"),
+        ({"training_id": 7}, "training_id must be a str or None, got int 7"),
+    ],
+)
+def test_train_rejects_argument_type(
+    manager: ModelManager, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(TypeError, match=re.escape(message)):
+        manager.train(Echo, **kwargs)
+
+
+# Cancel and exit --------------------------------------------------------------
+
+CANCEL_AND_EXIT = """
+import sys, time
+from pathlib import Path
+from caikit_mm import ModelManager
+from training_modules import Blocking
+
+marker, save_path = sys.argv[1], sys.argv[2]
+manager = ModelManager(config={"model_management": {"trainers": {
+    "default": {"type": "LOCAL", "config": {
+        "use_subprocess": True, "cancel_grace_period": "3s"}}}}})
+future = manager.train(
+    Blocking, marker=marker, watch="none", ignore_sigterm=True, save_path=save_path
+)
+while not Path(marker).exists():
+    time.sleep(0.05)
+future.cancel()
+print(future.wait(10).value)
+"""
+
+
+def test_subprocess_cancel_then_exit_leaves_nothing(tmp_path: Path) -> None:
+    marker, save_path = tmp_path / "started", tmp_path / "out" / "m"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
+    result = subprocess.run(
+        [sys.executable, "-c", CANCEL_AND_EXIT, str(marker), str(save_path)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "CANCELED"
+    assert siblings(tmp_path / "out") == []
+    assert process_gone(int(marker.read_text(encoding="utf-8")))

@@ -55,6 +55,10 @@ MAX_ID_LENGTH: Final = 200
 # save folder does not show them, and a crash leaves them recognizable.
 TEMP_MARKER: Final = ".tmp-"
 OLD_MARKER: Final = ".old-"
+_SUFFIX_HEX_LENGTH: Final = 12
+# Bytes that make_temp_folder and commit_folder add to the final folder's name:
+# a leading dot, the marker and the random hex.
+SIBLING_NAME_EXTRA: Final = 1 + len(TEMP_MARKER) + _SUFFIX_HEX_LENGTH
 
 
 # Training ids -----------------------------------------------------------------
@@ -149,7 +153,7 @@ def build_save_path(
                 "save_path is None. Pass save_path as well."
             )
         return None
-    path = os.fspath(save_path)
+    path = check_save_path_type(save_path)
     if "://" in path:
         raise ValueError(
             f"save_path {path!r} is an URL; this trainer saves to a local folder. "
@@ -164,6 +168,94 @@ def build_save_path(
     if model_name is not None:
         parts.append(_check_model_name(model_name))
     return os.path.join(*parts)
+
+
+def check_save_path_type(save_path: object) -> str:
+    """Return ``save_path`` as a ``str`` path, rejecting other types.
+
+    Raises:
+        TypeError: ``save_path`` is not a ``str`` or an ``os.PathLike`` of
+            ``str`` (bytes paths are rejected too).
+    """
+    path = save_path
+    if isinstance(save_path, os.PathLike):
+        path = os.fspath(save_path)
+    if not isinstance(path, str):
+        raise TypeError(
+            f"save_path must be a str or os.PathLike path such as "
+            f"'/data/models/m', got {type(save_path).__name__} {save_path!r}. "
+            "Pass the folder as text (decode bytes paths first), or None."
+        )
+    return path
+
+
+def check_local_save_folder(final_path: str) -> None:
+    """Check, before training starts, that this process can save to ``final_path``.
+
+    The model is saved into a temporary folder beside ``final_path``, so every
+    folder name still to be created must fit the file system's name limit
+    (the last one with room for the temporary suffix), and the nearest
+    existing parent must be a folder that this process can write to.
+
+    Raises:
+        ValueError: A folder name in ``final_path`` is too long.
+        NotADirectoryError: The nearest existing parent is not a folder.
+        PermissionError: This process cannot create folders in that parent.
+    """
+    existing = _nearest_existing_parent(final_path)
+    _check_name_lengths(final_path, existing)
+    if not os.path.isdir(existing):
+        raise NotADirectoryError(
+            f"save path {final_path!r} cannot be created: {existing!r} exists "
+            "and is not a folder. Choose a save path under a folder."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"save path {final_path!r} cannot be created: this process cannot "
+            f"write to {existing!r}, its nearest existing parent folder. Choose a "
+            "save path in a folder you can write to, or change that folder's "
+            "permissions."
+        )
+
+
+def _nearest_existing_parent(final_path: str) -> str:
+    parent = os.path.dirname(final_path)
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    return parent
+
+
+def _name_max(folder: str) -> int | None:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        # NOTE: without a reported limit nothing is checked here, and a name
+        # that is too long still fails when the model is saved.
+        return None
+
+
+def _check_name_lengths(final_path: str, existing: str) -> None:
+    name_max = _name_max(existing) if os.path.isdir(existing) else None
+    if name_max is None:
+        return
+    names = os.path.relpath(final_path, existing).split(os.sep)
+    for index, name in enumerate(names):
+        last = index == len(names) - 1
+        limit = name_max - SIBLING_NAME_EXTRA if last else name_max
+        size = len(os.fsencode(name))
+        if size > limit:
+            shown = name if len(name) <= 40 else f"{name[:40]}..."
+            extra = (
+                f" ({name_max} minus {SIBLING_NAME_EXTRA} for the temporary "
+                "folder's suffix)"
+                if last
+                else ""
+            )
+            raise ValueError(
+                f"folder name {shown!r} of the save path is {size} bytes long; "
+                f"the file system at {existing!r} allows at most {limit} "
+                f"bytes{extra}. Use a shorter model_name, training_id or save_path."
+            )
 
 
 def _check_model_name(model_name: object) -> str:
@@ -223,11 +315,25 @@ def make_temp_folder(final_path: str) -> str:
     The folder is ``<parent>/.<name>.tmp-<random hex>``, on the same file system
     as ``final_path`` so that :func:`commit_folder` is a rename. Missing parent
     folders are created.
+
+    Raises:
+        OSError: The folder cannot be created; the message names ``final_path``.
     """
     parent, name = os.path.split(final_path)
-    os.makedirs(parent, exist_ok=True)
-    temp = os.path.join(parent, f".{name}{TEMP_MARKER}{uuid.uuid4().hex[:12]}")
-    os.mkdir(temp)
+    suffix = uuid.uuid4().hex[:_SUFFIX_HEX_LENGTH]
+    temp = os.path.join(parent, f".{name}{TEMP_MARKER}{suffix}")
+    try:
+        os.makedirs(parent, exist_ok=True)
+        os.mkdir(temp)
+    except OSError as exc:
+        # The temporary folder's name would only confuse the caller, who
+        # passed the save path.
+        raise type(exc)(
+            exc.errno,
+            f"cannot save the model to {final_path!r}: {exc.strerror} while "
+            "creating its temporary folder beside it. Choose a save path in a "
+            "folder you can write to",
+        ) from exc
     return temp
 
 
@@ -258,7 +364,8 @@ def commit_folder(temp_path: str, final_path: str, overwrite: bool = False) -> N
                 path=final_path,
             ) from exc
     parent, name = os.path.split(final_path)
-    old = os.path.join(parent, f".{name}{OLD_MARKER}{uuid.uuid4().hex[:12]}")
+    suffix = uuid.uuid4().hex[:_SUFFIX_HEX_LENGTH]
+    old = os.path.join(parent, f".{name}{OLD_MARKER}{suffix}")
     os.rename(final_path, old)
     os.rename(temp_path, final_path)
     discard_folder(old)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
 import os
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
@@ -20,6 +22,7 @@ from . import _subprocess_worker as worker
 from ._training_common import (
     TrainingJobs,
     build_save_path,
+    check_local_save_folder,
     check_save_path,
     check_training_id,
     commit_folder,
@@ -142,7 +145,10 @@ class LocalModelTrainer(ModelTrainer):
 
         Raises:
             ValueError: Subprocess mode without ``save_path``, or an invalid
-                ``training_id``, ``save_path`` or ``model_name``.
+                ``training_id``, ``save_path`` or ``model_name``, or a folder
+                name longer than the file system allows.
+            PermissionError: This process cannot write to the nearest existing
+                folder of the save path.
             SavePathExistsError: The final path holds something and
                 ``overwrite`` is false, or another unfinished job in this
                 process saves to it (or to a folder inside or around it),
@@ -159,6 +165,7 @@ class LocalModelTrainer(ModelTrainer):
         final_path = build_save_path(save_path, training_id, save_with_id, model_name)
         if final_path is not None:
             check_save_path(final_path, overwrite)
+            check_local_save_folder(final_path)
         if self.use_subprocess:
             future: LocalModelFuture = self._subprocess_future(
                 module_class, args, kwargs, training_id, final_path, overwrite
@@ -471,8 +478,10 @@ class _SubprocessFuture(LocalModelFuture):
         self._log_outcome(started)
 
     def _run_child(self) -> None:
-        # Every temporary folder is deleted before the job turns terminal, so a
-        # caller that sees the status and exits leaves nothing behind.
+        # Every temporary folder is deleted before the job turns COMPLETED or
+        # ERRORED. A cancelled job turns CANCELED at once, and this thread
+        # deletes its folders once the child has stopped; _finish_canceled_jobs
+        # waits for that when the interpreter exits.
         work_folder = tempfile.mkdtemp(prefix="caikit-mm-train-")
         try:
             self._write_job(work_folder)
@@ -542,6 +551,7 @@ class _SubprocessFuture(LocalModelFuture):
     def _cancel_job(self) -> None:
         with self._lock:
             child = self._child
+        _CANCELED_JOBS.add(self)
         if child is not None:
             self._stop(child)
 
@@ -568,6 +578,26 @@ class _SubprocessFuture(LocalModelFuture):
             if self._model is None:
                 self._model = self._manager.load(self.save_path, cache=False)
             return self._model
+
+
+# Cancelled subprocess jobs whose thread may still be stopping the child and
+# deleting the temporary folder. The status turns CANCELED before that ends,
+# so wait() can return first, and an exit right after it would kill the
+# daemon thread and leave the folder behind.
+_CANCELED_JOBS: weakref.WeakSet[_SubprocessFuture] = weakref.WeakSet()
+_EXIT_MARGIN: Final = 5.0  # seconds to wait at exit beyond the grace period
+
+
+@atexit.register
+def _finish_canceled_jobs() -> None:
+    for future in list(_CANCELED_JOBS):
+        if not future.join(future._grace_period + _EXIT_MARGIN):
+            log.warning(
+                "Training %s: its process did not stop at exit; its temporary "
+                "folder beside %s may remain",
+                future.id,
+                future.save_path,
+            )
 
 
 def _check_importable(cls: type[Any]) -> None:
