@@ -39,6 +39,7 @@ _ERRORS = (
     "CaikitMMError",
     "ConfigError",
     "InitializationFailedError",
+    "LocalStorageError",
     "ModelFormatError",
     "ModelNotFoundError",
     "ModuleNotRegisteredError",

@@ -10,8 +10,18 @@ import pytest
 import storage_models as sm
 from s3_server import S3Server
 
-from caikit_mm import ModelFormatError, ModelNotFoundError, RemoteStorageError
-from caikit_mm.storage import download_folder, upload_folder
+from caikit_mm import (
+    ConfigError,
+    ModelFormatError,
+    ModelNotFoundError,
+    RemoteStorageError,
+)
+from caikit_mm.storage import (
+    delete_folder,
+    download_folder,
+    folder_exists,
+    upload_folder,
+)
 
 
 def stored_keys(server: S3Server, bucket: str, prefix: str) -> list[str]:
@@ -73,7 +83,43 @@ def test_upload_without_config_rejected(
     message = str(caught.value)
     assert str(folder) in message
     assert "config.yml" in message
+    assert "config.json" in message
     assert stored_keys(s3_server, s3_bucket, "") == []
+
+
+def test_upload_hugging_face_folder(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    files = {
+        "config.json": b'{"model_type": "bert"}',
+        "model.safetensors": b"weights",
+        "tokenizer/vocab.txt": b"[PAD]\n[UNK]\n",
+    }
+    folder = sm.write_folder(tmp_path / "model", files)
+    url = f"s3://{s3_bucket}/models/hf"
+    config = {"endpoint_url": s3_server.endpoint_url}
+    assert upload_folder(folder, url, config=config) == len(files)
+    assert stored_keys(s3_server, s3_bucket, "") == sorted(
+        f"models/hf/{name}" for name in files
+    )
+    copy = download_folder(url, tmp_path / "copy", config=config)
+    for name, data in files.items():
+        assert (copy / name).read_bytes() == data
+
+
+@pytest.mark.parametrize("suffix", ["", "/"], ids=["bare", "slash"])
+def test_upload_rejects_bucket_root(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path, suffix: str
+) -> None:
+    s3_server.put(s3_bucket, "other/model/config.yml", b"keep")
+    folder = sm.write_folder(tmp_path / "model", sm.model_files("root"))
+    url = f"s3://{s3_bucket}{suffix}"
+    config = {"endpoint_url": s3_server.endpoint_url}
+    with pytest.raises(ValueError, match="whole bucket") as caught:
+        upload_folder(folder, url, config=config, overwrite=True)
+    assert s3_bucket in str(caught.value)
+    assert "s3://bucket/models/" in str(caught.value)
+    assert stored_keys(s3_server, s3_bucket, "") == ["other/model/config.yml"]
 
 
 @pytest.mark.parametrize(
@@ -153,3 +199,57 @@ def test_download_refuses_full_folder(tmp_path: Path) -> None:
     (tmp_path / "out" / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError, match="not an empty folder"):
         download_folder("s3://bucket/models/foo", tmp_path / "out")
+
+
+@pytest.fixture
+def local_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Send a call whose config is wrongly accepted to a closed local port, never
+    to the default AWS endpoint."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+
+
+def call_with_config(function: str, config: object, tmp_path: Path) -> None:
+    url = "s3://bucket/models/foo"
+    if function == "upload_folder":
+        folder = sm.write_folder(tmp_path / "model", sm.model_files("config"))
+        upload_folder(folder, url, config=config)  # type: ignore[arg-type]
+    elif function == "download_folder":
+        download_folder(url, tmp_path / "out", config=config)  # type: ignore[arg-type]
+    elif function == "folder_exists":
+        folder_exists(url, config=config)  # type: ignore[arg-type]
+    else:
+        delete_folder(url, config=config)  # type: ignore[arg-type]
+
+
+TRANSFER_FUNCTIONS = [
+    "upload_folder",
+    "download_folder",
+    "folder_exists",
+    "delete_folder",
+]
+
+
+@pytest.mark.parametrize("function", TRANSFER_FUNCTIONS)
+def test_misspelled_config_key_rejected(
+    function: str, tmp_path: Path, local_endpoint: None
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        call_with_config(function, {"endpoint": "http://127.0.0.1:1"}, tmp_path)
+    message = str(caught.value)
+    assert "'endpoint'" in message
+    assert "Did you mean 'endpoint_url'?" in message
+
+
+@pytest.mark.parametrize("function", TRANSFER_FUNCTIONS)
+def test_config_not_mapping_rejected(
+    function: str, tmp_path: Path, local_endpoint: None
+) -> None:
+    with pytest.raises(TypeError, match="must be a mapping") as caught:
+        call_with_config(function, "abc", tmp_path)
+    assert "'abc'" in str(caught.value)
+
+
+def test_invalid_config_value_rejected(tmp_path: Path, local_endpoint: None) -> None:
+    with pytest.raises(ConfigError, match="max_concurrency") as caught:
+        call_with_config("folder_exists", {"max_concurrency": 0}, tmp_path)
+    assert "got 0" in str(caught.value)

@@ -12,16 +12,20 @@ into place only when complete, so a folder with a final name is always whole.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+
+from ..errors import LocalStorageError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,12 @@ TEMP_PREFIX: Final = ".tmp-"
 # A temporary folder this old belongs to a process that died: no extraction or
 # download of a model is expected to take a day.
 STALE_TEMP_SECONDS: Final = 24 * 3600
+
+# The end of a full-disk or read-only cache message, after "Free disk space, or".
+CACHE_DIR_FIX: Final = (
+    "set cache_dir in the finder's config to a writable folder on a disk with "
+    "enough free space."
+)
 
 ARCHIVE_SUFFIXES: Final = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 DEFAULT_MAX_BYTES: Final = 64 * 1024**3
@@ -173,3 +183,55 @@ def write_file_atomic(path: Path, data: bytes) -> None:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+
+
+@contextmanager
+def local_write_errors(folder: Path, what: str, fix: str) -> Iterator[None]:
+    """Turn a denied write or a full disk under ``folder`` into a
+    :class:`LocalStorageError` that names ``folder``, the path and ``fix``.
+
+    Only a ``PermissionError`` on a local path inside ``folder`` is turned, so
+    an object store's access-denied error keeps its own message. ``what`` names
+    the folder in the message, such as ``"cache_dir"``, and ``fix`` is the
+    alternative to freeing space, starting in lower case.
+    """
+    try:
+        yield
+    except LocalStorageError:
+        raise
+    except PermissionError as exc:
+        if not _is_inside(exc.filename, folder):
+            raise
+        raise LocalStorageError(
+            f"Cannot write {exc.filename} in {what} {folder}: permission denied. "
+            f"Make the folder writable, or {fix}",
+            path=exc.filename,
+        ) from None
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        path = exc.filename or folder
+        raise LocalStorageError(
+            f"The disk of {what} {folder} is full: writing {path} failed ({exc}). "
+            f"Free disk space, or {fix}",
+            path=path,
+        ) from None
+
+
+def check_free_space(folder: Path, needed: int, label: str, fix: str) -> None:
+    """Raise :class:`LocalStorageError` unless ``folder``'s disk has ``needed``
+    bytes free; ``label`` names what would be written."""
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise LocalStorageError(
+            f"{label} needs {needed} bytes but {folder} has {free} bytes free. "
+            f"Free disk space, or {fix}",
+            path=folder,
+        )
+
+
+def _is_inside(filename: object, folder: Path) -> bool:
+    if not isinstance(filename, (str, os.PathLike)):
+        return False
+    path = Path(os.path.abspath(os.fspath(filename)))
+    return path == folder.absolute() or folder.absolute() in path.parents

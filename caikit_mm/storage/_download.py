@@ -25,6 +25,9 @@ from typing import Any, Final
 
 from ..errors import RemoteStorageError
 from ._cache import (
+    CACHE_DIR_FIX,
+    check_free_space,
+    local_write_errors,
     new_temp_dir,
     publish_dir,
     remove_temp_dirs,
@@ -107,12 +110,36 @@ class RemoteCache:
         Raises:
             RemoteStorageError: The lock was not acquired in ``lock_timeout``
                 seconds, or a downloaded file's size differs from the listing.
+            LocalStorageError: The cache folder is read-only, or its disk has
+                less free space than the listed sizes or filled up.
         """
+        cache_dir = self.root.parent
+        with local_write_errors(cache_dir, "cache_dir", CACHE_DIR_FIX):
+            self._fetch_locked(
+                fs, listing, max_concurrency, progress, progress_interval, lock_timeout
+            )
+        return _cached_model(self._version_dir(listing), listing)
+
+    def _fetch_locked(
+        self,
+        fs: Any,
+        listing: RemoteListing,
+        max_concurrency: int,
+        progress: str,
+        progress_interval: float,
+        lock_timeout: float,
+    ) -> None:
         url_dir = self.url_dir(listing.url)
         final = self._version_dir(listing)
         with _locked(url_dir, lock_timeout, listing.url):
             if not final.is_dir():
                 remove_temp_dirs(url_dir)
+                check_free_space(
+                    url_dir,
+                    listing.total_bytes,
+                    f"Downloading {listing.url}",
+                    CACHE_DIR_FIX,
+                )
                 temp = new_temp_dir(url_dir, listing.version[:12])
                 try:
                     reporter = Progress(listing, progress, progress_interval)
@@ -121,7 +148,6 @@ class RemoteCache:
                 finally:
                     remove_tree(temp)
             self._set_current(listing)
-        return _cached_model(final, listing)
 
     def _version_dir(self, listing: RemoteListing) -> Path:
         return self.url_dir(listing.url) / f"{VERSION_PREFIX}{listing.version}"

@@ -29,8 +29,10 @@ from typing import IO, Any, Final, Union
 from ..errors import ArchiveError, UnsafeArchiveError
 from ..modules import CONFIG_FILE
 from ._cache import (
+    CACHE_DIR_FIX,
     STALE_TEMP_SECONDS,
     ArchiveLimits,
+    local_write_errors,
     new_temp_dir,
     publish_dir,
     remove_temp_dirs,
@@ -75,9 +77,16 @@ def extract_model_archive(
             has no ``config.yml`` at its root or in exactly one top-level folder.
         UnsafeArchiveError: An entry is unsafe or a limit is exceeded; nothing
             is written.
+        LocalStorageError: ``cache_dir`` is read-only or its disk filled up
+            during the extraction.
     """
     limits = limits or ArchiveLimits()
     root = Path(cache_dir) / "archives"
+    with local_write_errors(Path(cache_dir), "cache_dir", CACHE_DIR_FIX):
+        return _extract_cached(source, root, limits)
+
+
+def _extract_cached(source: ArchiveSource, root: Path, limits: ArchiveLimits) -> Path:
     with _seekable(source) as (stream, label):
         digest = _content_hash(source, stream)
         final = root / digest

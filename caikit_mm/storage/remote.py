@@ -15,7 +15,7 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import ModelNotFoundError, RemoteStorageError
+from ..errors import LocalStorageError, ModelNotFoundError, RemoteStorageError
 from ..model_management.base import ModelFinder, ValidationContext
 from ..modules import ModuleConfig
 from ._redact import protect_secrets
@@ -193,7 +193,7 @@ class RemoteModelFinder(ModelFinder):
         except ModelNotFoundError as exc:
             exc.finder = self.instance_name
             raise
-        except (RemoteStorageError, ImportError):
+        except (RemoteStorageError, LocalStorageError, ImportError):
             raise
         except FileNotFoundError:
             raise self._missing(fs, protocol, path, shown) from None

@@ -16,14 +16,16 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ..errors import CaikitMMError, ModelFormatError, RemoteStorageError
+from ..model_management.base import ValidationContext
 from ..modules import CONFIG_FILE
-from ._cache import new_temp_dir, remove_tree
+from ._cache import check_free_space, local_write_errors, new_temp_dir, remove_tree
 from ._download import Progress, download_objects
 from ._remote_fs import (
     BUCKET_PROTOCOLS,
+    RemoteListing,
     describe_endpoint,
     display_url,
     filesystem_options,
@@ -35,10 +37,16 @@ from ._remote_fs import (
     split_url,
     translate_error,
 )
-from ._settings import RemoteSettings, remote_settings
+from ._settings import RemoteSettings, remote_settings, validate_remote_settings
 from .archive import extract_model_archive
 
 log = logging.getLogger(__name__)
+
+# The top-level file of a Hugging Face ``save_pretrained`` folder, which marks a
+# model folder that has no config.yml.
+HF_CONFIG_FILE: Final = "config.json"
+# The end of a full-disk or read-only message of download_folder.
+_TARGET_FIX: Final = "pass a folder on a writable disk with enough free space."
 
 
 def upload_folder(
@@ -50,9 +58,10 @@ def upload_folder(
 ) -> int:
     """Upload every file under ``folder`` to ``url`` and return how many.
 
-    ``config.yml`` is uploaded last, so a reader that finds it finds the whole
+    ``config.yml``, or ``config.json`` in a Hugging Face save folder without
+    ``config.yml``, is uploaded last, so a reader that finds it finds the whole
     model. With ``overwrite``, objects under ``url`` that the folder does not
-    have are deleted before ``config.yml`` is written. An upload to an empty
+    have are deleted before that file is written. An upload to an empty
     ``url`` that fails or is interrupted (``KeyboardInterrupt``,
     ``SystemExit``) deletes what it wrote before it re-raises. An interrupted
     upload with ``overwrite`` leaves a mix of old and new objects.
@@ -66,7 +75,9 @@ def upload_folder(
 
     Raises:
         NotADirectoryError: ``folder`` is not a folder.
-        ModelFormatError: ``folder`` has no ``config.yml`` at its top level.
+        ValueError: ``url`` names a whole bucket, such as ``s3://bucket``.
+        ModelFormatError: ``folder`` has neither ``config.yml`` nor
+            ``config.json`` at its top level.
         RemoteStorageError: ``url`` already contains objects and ``overwrite`` is
             false, or the store cannot be written.
     """
@@ -76,8 +87,9 @@ def upload_folder(
             f"Cannot upload {str(source)!r}: it is not a folder. Pass the folder "
             "that holds the saved model."
         )
-    _check_saved_model(source)
-    settings = remote_settings(config or {})
+    _reject_bucket_root(url, "upload_folder does not upload to")
+    marker = _marker_file(source)
+    settings = _settings_of(config)
     files = _local_files(source)
     with _remote(url, settings, "Uploading models to") as (fs, path, shown):
         existing = _existing_objects(fs, path)
@@ -88,7 +100,9 @@ def upload_folder(
                 url=shown,
             )
         try:
-            _put_model(fs, source, path, files, existing, settings.max_concurrency)
+            _put_model(
+                fs, source, path, files, existing, marker, settings.max_concurrency
+            )
         except BaseException:
             if not existing:
                 _remove_partial_upload(fs, path, shown)
@@ -114,6 +128,8 @@ def download_folder(
         ModelNotFoundError: Nothing is stored at ``url``.
         RemoteStorageError: The store cannot be read.
         ArchiveError: ``url`` names an archive that is not valid.
+        LocalStorageError: The folder beside ``folder`` is read-only, or its
+            disk has less free space than the listed sizes or filled up.
     """
     target = Path(folder).absolute()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -121,25 +137,35 @@ def download_folder(
             f"Cannot download into {str(target)!r}: it exists and is not an empty "
             "folder. Pass a new or empty folder."
         )
-    settings = remote_settings(config or {})
+    settings = _settings_of(config)
     with _remote(url, settings, "Downloading models from") as (fs, path, shown):
         listing = list_model(fs, path, shown)
         if listing is None:
             raise missing_location(fs, split_url(url)[0], path, shown)
-        temp = new_temp_dir(target.parent, target.name)
-        try:
-            progress = Progress(listing, settings.progress, settings.progress_interval)
-            download_objects(fs, listing, temp, settings.max_concurrency, progress)
-            model = temp
-            if listing.kind == "archive":
-                archive = temp / listing.objects[0].relative
-                model = extract_model_archive(archive, temp / "cache", settings.limits)
-            if target.exists():
-                target.rmdir()
-            os.rename(model, target)
-        finally:
-            remove_tree(temp)
+        with local_write_errors(target.parent, "the folder", _TARGET_FIX):
+            _download_into(listing, target, fs, settings)
     return target
+
+
+def _download_into(
+    listing: RemoteListing, target: Path, fs: Any, settings: RemoteSettings
+) -> None:
+    temp = new_temp_dir(target.parent, target.name)
+    try:
+        check_free_space(
+            temp, listing.total_bytes, f"Downloading {listing.url}", _TARGET_FIX
+        )
+        progress = Progress(listing, settings.progress, settings.progress_interval)
+        download_objects(fs, listing, temp, settings.max_concurrency, progress)
+        model = temp
+        if listing.kind == "archive":
+            archive = temp / listing.objects[0].relative
+            model = extract_model_archive(archive, temp / "cache", settings.limits)
+        if target.exists():
+            target.rmdir()
+        os.rename(model, target)
+    finally:
+        remove_tree(temp)
 
 
 def folder_exists(url: str, *, config: Mapping[str, Any] | None = None) -> bool:
@@ -152,7 +178,7 @@ def folder_exists(url: str, *, config: Mapping[str, Any] | None = None) -> bool:
         ModelNotFoundError: The bucket does not exist.
         RemoteStorageError: The store cannot be read.
     """
-    settings = remote_settings(config or {})
+    settings = _settings_of(config)
     with _remote(url, settings) as (fs, path, _shown):
         return bool(_existing_objects(fs, path))
 
@@ -169,13 +195,8 @@ def delete_folder(url: str, *, config: Mapping[str, Any] | None = None) -> int:
         ModelNotFoundError: The bucket does not exist.
         RemoteStorageError: The store cannot be read or written.
     """
-    protocol, location = split_url(url)
-    if protocol in BUCKET_PROTOCOLS and "/" not in location.strip("/"):
-        raise ValueError(
-            f"delete_folder does not delete the whole bucket {display_url(url)}. "
-            "Pass the URL of a folder inside it, such as s3://bucket/models/foo."
-        )
-    settings = remote_settings(config or {})
+    _reject_bucket_root(url, "delete_folder does not delete")
+    settings = _settings_of(config)
     with _remote(url, settings) as (fs, path, shown):
         existing = _existing_objects(fs, path)
         if not existing:
@@ -184,6 +205,21 @@ def delete_folder(url: str, *, config: Mapping[str, Any] | None = None) -> int:
         fs.invalidate_cache(path)
     log.info("Deleted %d files under %s", len(existing), shown)
     return len(existing)
+
+
+def _settings_of(config: Mapping[str, Any] | None) -> RemoteSettings:
+    """Check and parse the ``config`` argument, rejecting a key that is not a
+    REMOTE finder setting, such as a misspelled one."""
+    if config is None:
+        return remote_settings({})
+    if not isinstance(config, Mapping):
+        raise TypeError(
+            f"config must be a mapping of REMOTE finder settings, such as "
+            f"{{'endpoint_url': 'http://127.0.0.1:9000'}}, got {config!r:.80}."
+        )
+    context = ValidationContext("config", "", {})
+    validate_remote_settings(config, context)
+    return remote_settings(config)
 
 
 @contextmanager
@@ -219,14 +255,38 @@ def _remote(
         raise translate_error(exc, shown, secrets_of(options), endpoint) from None
 
 
-def _check_saved_model(source: Path) -> None:
-    if not (source / CONFIG_FILE).is_file():
-        raise ModelFormatError(
-            f"Cannot upload {str(source)!r}: it has no {CONFIG_FILE} at its top "
-            "level, so it is not a saved model. Pass the folder that the model's "
-            f"save() wrote, the one that contains {CONFIG_FILE}.",
-            path=source,
+def _reject_bucket_root(url: str, message_start: str) -> None:
+    """Raise ``ValueError`` when ``url`` names a whole bucket, such as
+    ``s3://bucket/``, whose every object an overwrite or a delete would remove.
+
+    ``message_start`` starts the message, such as ``"delete_folder does not delete"``.
+    """
+    protocol, location = split_url(url)
+    if protocol in BUCKET_PROTOCOLS and "/" not in location.strip("/"):
+        raise ValueError(
+            f"{message_start} the whole bucket {display_url(url)}. Pass the URL of a "
+            "folder inside it, with a key prefix such as s3://bucket/models/foo."
         )
+
+
+def _marker_file(source: Path) -> str:
+    """Return the file that marks ``source`` as a saved model and is uploaded
+    last: ``config.yml``, or failing that the ``config.json`` of a Hugging Face
+    save folder.
+
+    Raises:
+        ModelFormatError: ``source`` has neither file at its top level.
+    """
+    for name in (CONFIG_FILE, HF_CONFIG_FILE):
+        if (source / name).is_file():
+            return name
+    raise ModelFormatError(
+        f"Cannot upload {str(source)!r}: it has neither {CONFIG_FILE} nor "
+        f"{HF_CONFIG_FILE} at its top level, so it is not a saved model. Pass the "
+        f"folder that the model's save() wrote, the one that contains "
+        f"{CONFIG_FILE} (or {HF_CONFIG_FILE} for a Hugging Face save folder).",
+        path=source,
+    )
 
 
 def _local_files(source: Path) -> list[str]:
@@ -251,15 +311,16 @@ def _put_model(
     path: str,
     files: list[str],
     existing: list[str],
+    marker: str,
     concurrency: int,
 ) -> None:
-    first = [name for name in files if name != CONFIG_FILE]
+    first = [name for name in files if name != marker]
     _put_files(fs, source, path, first, concurrency)
     stale = sorted(set(existing) - set(files))
     if stale:
         fs.rm([f"{path}/{name}" for name in stale])
-    if CONFIG_FILE in files:
-        _put_files(fs, source, path, [CONFIG_FILE], 1)
+    if marker in files:
+        _put_files(fs, source, path, [marker], 1)
 
 
 def _remove_partial_upload(fs: Any, path: str, shown: str) -> None:
