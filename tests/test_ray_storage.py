@@ -137,6 +137,19 @@ def test_task_rejects_occupied_url(
     assert stored_keys(s3_server, s3_bucket) == ["models/taken/weights.bin"]
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_task_rejects_bucket_root(
+    manager: ModelManager, s3_server: S3Server, s3_bucket: str, overwrite: bool
+) -> None:
+    s3_server.put(s3_bucket, "other/keep.bin", b"unrelated")
+    with pytest.raises(ValueError, match="whole bucket"):
+        manager.train(
+            Echo, trainer="ray", save_path=f"s3://{s3_bucket}/", overwrite=overwrite
+        )
+    assert manager.get_trainer("ray").list_futures() == []
+    assert stored_keys(s3_server, s3_bucket) == ["other/keep.bin"]
+
+
 def test_task_url_filled_while_training(
     manager: ModelManager, s3_server: S3Server, s3_bucket: str, tmp_path: Path
 ) -> None:

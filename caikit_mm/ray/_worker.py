@@ -80,11 +80,14 @@ def check_upload_target(target: UploadTarget) -> None:
             ``overwrite`` is false.
         ModelNotFoundError: The URL's bucket does not exist.
         RemoteStorageError: The store cannot be read.
+        ValueError: The URL names a whole bucket.
     """
+    from ..errors import SavePathExistsError
+    from ..storage.transfer import folder_exists, reject_bucket_root
+
+    reject_bucket_root(target.url, "the RAY trainer does not save a model to")
     if target.overwrite:
         return
-    from ..errors import SavePathExistsError
-    from ..storage.transfer import folder_exists
 
     if folder_exists(target.url, config=target.storage_config):
         raise SavePathExistsError(

@@ -87,7 +87,7 @@ def upload_folder(
             f"Cannot upload {str(source)!r}: it is not a folder. Pass the folder "
             "that holds the saved model."
         )
-    _reject_bucket_root(url, "upload_folder does not upload to")
+    reject_bucket_root(url, "upload_folder does not upload to")
     marker = _marker_file(source)
     settings = _settings_of(config)
     files = _local_files(source)
@@ -195,7 +195,7 @@ def delete_folder(url: str, *, config: Mapping[str, Any] | None = None) -> int:
         ModelNotFoundError: The bucket does not exist.
         RemoteStorageError: The store cannot be read or written.
     """
-    _reject_bucket_root(url, "delete_folder does not delete")
+    reject_bucket_root(url, "delete_folder does not delete")
     settings = _settings_of(config)
     with _remote(url, settings) as (fs, path, shown):
         existing = _existing_objects(fs, path)
@@ -255,7 +255,7 @@ def _remote(
         raise translate_error(exc, shown, secrets_of(options), endpoint) from None
 
 
-def _reject_bucket_root(url: str, message_start: str) -> None:
+def reject_bucket_root(url: str, message_start: str) -> None:
     """Raise ``ValueError`` when ``url`` names a whole bucket, such as
     ``s3://bucket/``, whose every object an overwrite or a delete would remove.
 
