@@ -333,7 +333,7 @@ class TrainingIdInUseError(TrainingError, ValueError):
 
 
 class SavePathExistsError(TrainingError, FileExistsError):
-    """A save path that already holds something, so a trained model cannot go there.
+    """A save path that already contains something, so a trained model cannot go there.
 
     Attributes:
         path: The folder the model would have been saved to.

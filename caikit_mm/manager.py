@@ -242,7 +242,7 @@ class ModelManager:
         then every trainer built so far.
 
         Raises:
-            TrainingNotFoundError: No trainer knows the id; the message names
+            TrainingNotFoundError: No trainer has a job with that id; the message names
                 the trainers asked.
             TypeError: ``training_id`` is not a ``str``.
         """
