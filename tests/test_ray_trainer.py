@@ -211,3 +211,10 @@ def test_task_save_path_exists(manager: ModelManager, tmp_path: Path) -> None:
     (tmp_path / "taken" / "file").write_text("x")
     with pytest.raises(SavePathExistsError):
         manager.train(Echo, trainer="ray", save_path=tmp_path / "taken")
+
+
+def test_task_save_path_under_file(manager: ModelManager, tmp_path: Path) -> None:
+    (tmp_path / "plain-file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is not a folder"):
+        manager.train(Echo, trainer="ray", save_path=tmp_path / "plain-file" / "m")
+    assert manager.get_trainer("ray").list_futures() == []

@@ -29,6 +29,7 @@ from ..errors import TrainingError
 from ..model_management._training_common import (
     TrainingJobs,
     build_save_path,
+    check_local_save_folder,
     check_save_path,
     check_training_id,
     new_training_id,
@@ -329,6 +330,8 @@ class RayModelTrainer(ModelTrainer):
                 cluster=describe_address(self.cluster.address),
                 owner=self.cluster.owner,
             )
+            # This process renames the task's temporary folder into place.
+            check_local_save_folder(final_path)
         return RayTaskFuture(
             self, module_class, args, kwargs, training_id, final_path, overwrite, upload
         )
