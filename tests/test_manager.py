@@ -134,20 +134,26 @@ def test_cache_false_loads_new_copy(tmp_path: Path, manager: ModelManager) -> No
     assert LOADS["nocache"] == 2
 
 
+class Releasing(ModelInitializer):
+    """An initializer that records each model it is asked to release."""
+
+    name = "TEST_RELEASING"
+
+    def __init__(self, config: Any, instance_name: str) -> None:
+        super().__init__(config, instance_name)
+        self.released: list[Any] = []
+
+    def init(self, module_config: ModuleConfig, **kwargs: Any) -> Any:
+        return object()
+
+    def release(self, model: Any) -> None:
+        self.released.append(model)
+
+
 def test_unload_drops_and_releases(tmp_path: Path) -> None:
-    released = []
-
-    class Releasing(ModelInitializer):
-        name = "TEST_RELEASING"
-
-        def init(self, module_config: ModuleConfig, **kwargs: Any) -> Any:
-            return object()
-
-        def release(self, model: Any) -> None:
-            released.append(model)
-
     manager = ModelManager()
     initializer = Releasing({}, "releasing")
+    released = initializer.released
     folder = make_model(tmp_path, "unload")
     first = manager.load(str(folder), initializer=initializer)
     assert manager.unload(folder, initializer=initializer) is True
@@ -157,19 +163,9 @@ def test_unload_drops_and_releases(tmp_path: Path) -> None:
 
 
 def test_unload_matches_any_initializer(tmp_path: Path) -> None:
-    released = []
-
-    class Releasing(ModelInitializer):
-        name = "TEST_RELEASING_ANY"
-
-        def init(self, module_config: ModuleConfig, **kwargs: Any) -> Any:
-            return object()
-
-        def release(self, model: Any) -> None:
-            released.append(model)
-
     manager = ModelManager()
     initializer = Releasing({}, "releasing")
+    released = initializer.released
     folder = make_model(tmp_path, "unload-any")
     hosted = manager.load(folder, initializer=initializer)
     local = manager.load(folder)
