@@ -110,7 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
-    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else None
+    if args.debug:
+        level: int | None = logging.DEBUG
+    elif args.verbose:
+        level = logging.INFO
+    else:
+        level = None
     if level is not None:
         logging.basicConfig(
             level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

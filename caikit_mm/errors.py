@@ -287,7 +287,7 @@ class InitializationFailedError(CaikitMMError, RuntimeError):
 
 
 class RemoteStorageError(CaikitMMError, OSError):
-    """An object store that could not be read; the message never holds a secret.
+    """An object store that could not be read. The message never contains a secret.
 
     Attributes:
         url: The model URL that was being read.
@@ -322,7 +322,7 @@ class TrainingError(CaikitMMError, RuntimeError):
 
 
 class TrainingNotFoundError(TrainingError, LookupError):
-    """A training id that no trainer of the manager knows."""
+    """A training id that no trainer of the manager has a job for."""
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -377,4 +377,4 @@ class TrainingProcessError(TrainingError):
 
 
 class RemoteModelError(CaikitMMError, RuntimeError):
-    """A model hosted elsewhere, such as in a Ray actor, that can no longer answer."""
+    """A model hosted elsewhere, such as in a Ray actor, that no longer responds."""

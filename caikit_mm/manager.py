@@ -205,7 +205,7 @@ class ModelManager:
             UnknownInstanceError: ``trainer`` is not configured.
             TrainingIdInUseError: ``training_id`` belongs to a job that is not
                 terminal; that job is left untouched.
-            SavePathExistsError: The final save path holds something and
+            SavePathExistsError: The final save path contains something and
                 ``overwrite`` is false, or another unfinished training in this
                 process saves to it, whatever ``overwrite`` says.
             TypeError: ``save_path`` is not a ``str`` or ``os.PathLike`` path,
@@ -393,7 +393,7 @@ class ModelManager:
         return bool(dropped)
 
     def loaded_models(self) -> list[Any]:
-        """List the models this manager holds in its cache."""
+        """List the models in this manager's cache."""
         with self._lock:
             return list(self._models.values())
 

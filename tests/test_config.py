@@ -215,7 +215,7 @@ def test_missing_default_is_rejected() -> None:
     [
         ("", "the file is empty"),
         ("# only a comment\n", "the file is empty"),
-        ("- a\n- b\n", "holds a list, not a mapping"),
+        ("- a\n- b\n", "contains a list, not a mapping"),
         ("key: [unclosed\n", "not valid YAML"),
         ("!!python/object/apply:os.system ['true']\n", "not valid YAML"),
     ],

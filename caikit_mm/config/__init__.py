@@ -128,7 +128,7 @@ def _read_overrides(overrides: ConfigSource) -> tuple[dict[str, Any], str]:
 
 
 def _read_yaml_file(path: Path, named_by: str = "") -> dict[str, Any]:
-    """Read one configuration file; ``named_by`` says where its path came from."""
+    """Read one configuration file. ``named_by`` names where its path came from."""
     try:
         data = _yaml.load_file(path)
     except FileNotFoundError:
@@ -152,7 +152,7 @@ def _read_yaml_file(path: Path, named_by: str = "") -> dict[str, Any]:
         )
     if not isinstance(data, dict):
         raise ConfigError(
-            f"the file holds a {type(data).__name__}, not a mapping. The top level "
+            f"the file contains a {type(data).__name__}, not a mapping. The top level "
             "must be 'key: value' lines such as 'model_management:'.",
             source=str(path),
         )
@@ -240,7 +240,7 @@ def _drop_config_of_changed_types(
     before: dict[str, Any], after: dict[str, Any], provenance: dict[str, str]
 ) -> None:
     """Empty the ``config`` of instances whose ``type`` an environment variable
-    changed: every key it holds belongs to the old type, because environment
+    changed. Every key in it belongs to the old type, because environment
     variables cannot add keys. The new type then runs with its own defaults."""
     for role in ROLES:
         old_section = before.get("model_management", {}).get(f"{role}s")

@@ -149,7 +149,7 @@ class LocalModelTrainer(ModelTrainer):
                 name longer than the file system allows.
             PermissionError: This process cannot write to the nearest existing
                 folder of the save path.
-            SavePathExistsError: The final path holds something and
+            SavePathExistsError: The final path contains something and
                 ``overwrite`` is false, or another unfinished job in this
                 process saves to it (or to a folder inside or around it),
                 whatever ``overwrite`` says.
@@ -527,8 +527,8 @@ class _SubprocessFuture(LocalModelFuture):
             pickle.dump(job, stream, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _launch(self, work_folder: str) -> _Child | None:
-        # RUNNING is set before the child starts, so anyone who sees the
-        # child's first output or side effect also sees RUNNING.
+        # RUNNING is set before the child starts, so a reader who observes the
+        # child's first output or side effect also reads RUNNING.
         if not self._mark_running():
             return None
         child: _Child
@@ -633,8 +633,8 @@ class _NullWriter:
 
 
 def _refers_to_main(pickled: bytes, arguments: Any) -> bool:
-    # The substring test is cheap and rules out almost every job; the second
-    # pass tells a class from __main__ apart from a string that says __main__.
+    # The substring test is cheap and rules out almost every job. The second
+    # pass separates a class from __main__ from a string containing "__main__".
     if b"__main__" not in pickled:
         return False
     finder = _MainFinder()

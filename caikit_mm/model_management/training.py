@@ -326,7 +326,7 @@ class BaseModelFuture(ModelFuture):
         self, status: TrainingStatus, error: BaseException | None
     ) -> None:
         # The caller holds self._lock. Status is written last, so a reader that
-        # sees a terminal status also sees its time and error.
+        # observes a terminal status also observes its time and error.
         self._error = error
         self._completion_time = _utcnow()
         self._status = status

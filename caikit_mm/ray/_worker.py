@@ -106,7 +106,7 @@ def save_to_url(model: ModuleBase, target: UploadTarget) -> str:
         not.
 
     Raises:
-        RemoteStorageError: The URL already holds objects and ``overwrite`` is
+        RemoteStorageError: The URL already contains objects and ``overwrite`` is
             false, or the store cannot be written.
     """
     from ..storage.transfer import upload_folder

@@ -173,7 +173,7 @@ class RayModelTrainer(ModelTrainer):
                 ``model_name``; a save path the cluster cannot reach; job mode
                 without ``save_path``; a URL while ``storage_finder`` names no
                 REMOTE finder.
-            SavePathExistsError: The final path or URL holds something and
+            SavePathExistsError: The final path or URL contains something and
                 ``overwrite`` is false.
             RemoteStorageError: A ``save_path`` URL cannot be read.
             TrainingIdInUseError: ``training_id`` belongs to a job of this

@@ -95,7 +95,7 @@ def upload_folder(
         existing = _existing_objects(fs, path)
         if existing and not overwrite:
             raise RemoteStorageError(
-                f"{shown} already holds {len(existing)} objects. Pass "
+                f"{shown} already contains {len(existing)} objects. Pass "
                 "overwrite=True to replace them, or upload to another URL.",
                 url=shown,
             )
